@@ -65,8 +65,9 @@ def tensor_to_numpy(tp: Any) -> np.ndarray:
     if dtype == DType.bfloat16:
         raise ValueError("bfloat16 constants are not supported")
     npt = dtype.numpy
-    if tp.tensor_content and dtype != DType.string:
-        arr = np.frombuffer(tp.tensor_content, dtype=npt).copy()
+    content = tp.tensor_content  # a fresh bytes object: reading the field copies it
+    if content and dtype != DType.string:
+        arr = np.frombuffer(content, dtype=npt)  # read-only, owns nothing else
     else:
         values = getattr(tp, _VAL_FIELD[dtype])
         if dtype == DType.string:

@@ -323,9 +323,9 @@ class Graph:
         return tensor_shape(self._nodes[name].attr["value"].tensor)
 
     def const_nbytes(self, name: str) -> int:
+        """Size of a Const's value in bytes (strings count 8 each), read from its shape:
+        touching ``tensor_content`` would copy the whole weight."""
         tp = self._nodes[name].attr["value"].tensor
-        if tp.tensor_content:
-            return len(tp.tensor_content)
         dt = DType.of(tp.dtype)
         return int(np.prod(tensor_shape(tp), dtype=np.int64)) * (
             dt.numpy.itemsize if dt != DType.string else 8
@@ -378,13 +378,15 @@ class Graph:
 
     def infer(self) -> dict[TensorRef, Any]:
         """dtype and static shape of every tensor (TensorFlow's shape inference; cached)."""
-        from .shapes import infer_shapes
+        from .shapes import infer_shapes, update_shapes
 
         cached = getattr(self, "_infer_cache", None)
         if cached is not None and cached[0] == self.version:
             return cached[1]
-        result = infer_shapes(self)
+        base = getattr(self, "_infer_base", None)
+        result = infer_shapes(self) if base is None else update_shapes(self, *base)
         self._infer_cache = (self.version, result)
+        self._infer_base = (dict(self._nodes), result)
         return result
 
     def shape(self, tensor: str | TensorRef) -> tuple[int, ...] | None:
@@ -430,6 +432,9 @@ class Graph:
         Edges out of ``NextIteration`` nodes, the back edges of v1 while loops and the only
         cycles TensorFlow allows, are ignored; any other cycle is a :class:`GraphError`.
         """
+        cached = getattr(self, "_topo_cache", None)
+        if cached is not None and cached[0] == self.version:
+            return list(cached[1])
         names = list(self._nodes)
         index = {n: i for i, n in enumerate(names)}
         indegree = dict.fromkeys(names, 0)
@@ -457,7 +462,8 @@ class Graph:
         if len(order) != len(names):
             stuck = {n for n in names if indegree[n] > 0}
             raise GraphError(f"{self.source}: graph has a cycle: {' -> '.join(self._cycle(stuck))}")
-        return order
+        self._topo_cache = (self.version, order)
+        return list(order)
 
     def _cycle(self, among: set[str]) -> list[str]:
         g = nx.DiGraph()

@@ -104,16 +104,57 @@ class ShapeMap(dict):
         super().__init__(*args, **kwargs)
         self.conflicts: list[str] = []
         self.opaque: dict[str, str] = {}
+        self.incremental = False
 
 
-def infer_shapes(graph: Graph) -> ShapeMap:
+def infer_shapes(graph: Graph, known: dict[str, list[TensorInfo]] | None = None) -> ShapeMap:
     """dtype and static shape of every output of every node of ``graph``.
 
     Never raises for custom ops, ref leftovers, v1 control flow or broken nodes: what
     TensorFlow cannot say is reported as unknown (shape None, dtype from attributes).
-    Prefer :meth:`Graph.infer`, which caches the result per graph version.
+    Prefer :meth:`Graph.infer`, which caches the result per graph version and, after a
+    rewrite, infers again only what changed (:func:`update_shapes`).
+
+    ``known`` gives the output infos of nodes that are not imported again (see
+    :func:`update_shapes`); the result then has ``incremental`` set and its ``conflicts``
+    cover only what was imported.
     """
-    return _Inference(graph).run()
+    return _Inference(graph, known).run()
+
+
+def update_shapes(graph: Graph, before: dict[str, Any], result: ShapeMap) -> ShapeMap:
+    """:func:`infer_shapes` of ``graph`` given ``result``, inferred when its nodes were
+    ``before`` (name -> NodeDef).
+
+    NodeDefs are replaced, never edited, so a node whose message is still the same object
+    keeps its old infos unless an input's info changed. Only the other nodes are imported,
+    with the kept nodes that feed them standing in as Placeholders of the old dtype and
+    shape; kept constants and kept nodes of non-float tensors (shape arithmetic, whose
+    values shape functions read) are imported with them. When a re-imported node that
+    existed before now has different infos, its kept users are imported too, until nothing
+    changes.
+    """
+    old: dict[str, list[TensorInfo]] = {}
+    for ref, info in result.items():
+        old.setdefault(ref.node, []).append((ref.port, info))
+    old_infos = {n: [i for _, i in sorted(pairs)] for n, pairs in old.items()}
+    nodes = graph._nodes
+    known = {
+        n: old_infos[n] for n, nd in nodes.items() if before.get(n) is nd and n in old_infos
+    }
+    while True:
+        new = infer_shapes(graph, known)
+        stale: set[str] = set()
+        for name in nodes:
+            if name in known or name not in old_infos:
+                continue
+            infos = [new.get(TensorRef(name, p)) for p in range(len(old_infos[name]))]
+            if infos != old_infos[name]:
+                stale.update(u for u in graph._users.get(name, ()) if u in known)
+        if not stale:
+            return new
+        for name in stale:
+            del known[name]
 
 
 def shape_conflicts(graph: Graph) -> list[str]:
@@ -125,8 +166,11 @@ def shape_conflicts(graph: Graph) -> list[str]:
     """
     result = graph.infer()
     conflicts = getattr(result, "conflicts", None)
-    if conflicts is None:  # a cache filled by something else
-        conflicts = infer_shapes(graph).conflicts
+    if conflicts is None or getattr(result, "incremental", False):
+        # a cache filled by something else, or an update that saw only what changed
+        result = infer_shapes(graph)
+        graph._infer_cache = (graph.version, result)
+        conflicts = result.conflicts
     return list(conflicts)
 
 
@@ -236,7 +280,7 @@ def _is_ref_op(op: str) -> bool:
 class _Inference:
     """One run of :func:`infer_shapes` (see the module docstring for the waves)."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, known: dict[str, list[TensorInfo]] | None = None) -> None:
         import tensorflow as tf
         from tensorflow.python.framework import op_def_registry
 
@@ -262,6 +306,8 @@ class _Inference:
         self.done: set[str] = set()
         self.conflicts: list[str] = []
         self.retries = 0
+        self.known = known or {}
+        self.incremental = False
 
     def _mangle(self, ref: TensorRef) -> str:
         """The shadow graph's name of tensor ``ref`` (``gsn3``, ``gsn3:1``, ``gsn4_p1``)."""
@@ -285,7 +331,7 @@ class _Inference:
     def run(self) -> ShapeMap:
         self._premark()
         self._import_library()
-        remaining = dict.fromkeys(self.nodes)
+        remaining = dict.fromkeys(self._preset() if self.known else self.nodes)
         waves = 0
         while remaining and waves < MAX_WAVES and self.retries <= MAX_RETRIES:
             waves += 1
@@ -308,6 +354,44 @@ class _Inference:
                 for n in pending:
                     del remaining[n]
         return self._collect(remaining)
+
+    def _preset(self) -> list[str]:
+        """Take the known nodes' infos; the nodes to import (graph order)."""
+        known = dict(self.known)
+        todo = [n for n in self.nodes if n not in known]
+        subset = set(todo)
+        while todo:
+            name = todo.pop()
+            for r in self.data_in[name]:
+                infos = known.get(r.node)
+                if infos is None:
+                    continue
+                info = infos[r.port] if r.port < len(infos) else None
+                if info is not None and r.node in self.opaque:
+                    continue  # a custom op: only ever known by its infos
+                if (
+                    info is None
+                    or self.nodes[r.node].op == "Const"
+                    or info.dtype is None
+                    or not info.dtype.is_floating
+                ):
+                    del known[r.node]
+                    subset.add(r.node)
+                    todo.append(r.node)
+        boundary = set()
+        for name in subset:
+            boundary.update(r.node for r in self.data_in[name] if r.node in known)
+        for name, infos in known.items():
+            self.opaque_infos[name] = infos
+            self.done.add(name)
+        if boundary:
+            ordered = [n for n in self.nodes if n in boundary]
+            try:
+                self._placeholders(ordered, safe=False)
+            except Exception:  # a dtype TF refuses in a Placeholder
+                self._placeholders(ordered, safe=True)
+        self.incremental = True
+        return [n for n in self.nodes if n in subset]
 
     def _inputs_done(self, name: str) -> bool:
         return all(r.node in self.done or r.node not in self.nodes for r in self.data_in[name])
@@ -551,6 +635,7 @@ class _Inference:
                 result[TensorRef(name, port)] = TensorInfo(dtype, None)
         result.conflicts = self.conflicts
         result.opaque = dict(self.opaque)
+        result.incremental = self.incremental
         return result
 
 

@@ -55,11 +55,17 @@ class CommonSubexpressionElimination(Pass):
         outputs = {t.node for t in graph.outputs}
         table: dict[tuple[Any, ...], list[str]] = {}
         renamed: dict[str, str] = {}
+        # Keys of unchanged nodes carry over from the last run on this graph (NodeDefs
+        # are replaced, never edited): a weight's digest is computed once per pipeline.
+        cache: dict[str, tuple[Any, tuple[Any, ...]]] = getattr(graph, "_cse_keys", {})
+        keys: dict[str, tuple[Any, tuple[Any, ...]]] = {}
         for name in graph.toposort():
             nd = graph.node_def(name)
             if not _mergeable(nd.op) or name in inputs:
                 continue
-            key = _key(nd)
+            hit = cache.get(name)
+            key = hit[1] if hit is not None and hit[0] is nd else _key(nd)
+            keys[name] = (nd, key)
             bucket = table.setdefault(key, [])
             rep = next((r for r in bucket if _same_value(graph, r, name)), None)
             if rep is None:
@@ -70,6 +76,8 @@ class CommonSubexpressionElimination(Pass):
             rw.replace_node(name, rep)
             rw.erase(name)
             renamed[name] = rep
+            del keys[name]
+        graph._cse_keys = keys
         if renamed:
             rw.fix_colocation(renamed)
 

@@ -322,13 +322,14 @@ class _Folder:
     def _decode(self, name: str) -> np.ndarray:
         """A Const's value; large ones are read straight from their bytes (one copy, where
         ``Graph.const_value`` makes two) and not cached."""
+        if self.graph.const_nbytes(name) <= _DECODE_DIRECT:
+            return self.graph.const_value(name)
         tp = self.graph.node_def(name).attr["value"].tensor
-        if self.graph.const_nbytes(name) <= _DECODE_DIRECT or not tp.tensor_content:
+        content = tp.tensor_content  # one copy of the bytes
+        if not content:
             return self.graph.const_value(name)
         dtype = DType.of(tp.dtype).numpy
-        return np.frombuffer(tp.tensor_content, dtype=dtype).reshape(
-            self.graph.const_shape(name)
-        )
+        return np.frombuffer(content, dtype=dtype).reshape(self.graph.const_shape(name))
 
     def _resolve(self, ref: TensorRef) -> TensorRef:
         """A Const this pass wrote for a multi-output node stands for that node's port."""
