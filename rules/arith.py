@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
 from contextvars import ContextVar
 
 import numpy as np
@@ -151,13 +150,14 @@ def _control_flow(g: Graph) -> bool:
     return bool(g.nodes(*_SWITCHES))
 
 
-def _drop(keep: str, *gone: str) -> Callable[[Builder, Match], TensorRef | None]:
-    """Replacement: the capture ``keep`` itself, when it keeps the root's shape."""
+def _identity(name: str, pattern: P, keep: str, *gone: str, doc: str) -> Rule:
+    """Rule ``name``: ``pattern`` -> its capture ``keep`` itself, when ``keep`` has the root's
+    shape once the ``gone`` captures are dropped (and :func:`_plain` holds)."""
 
     def replace(b: Builder, m: Match) -> TensorRef | None:
         return m.tensor(keep) if _keeps(m, keep, *gone) else None
 
-    return replace
+    return Rule(name, pattern, replace, where=_plain, doc=doc)
 
 
 _X = Any("x")
@@ -166,12 +166,9 @@ _ONE = P("Const", const=_is_one, capture="one")
 
 
 # ---------------------------------------------------------------------- additions
-ADD_ZERO = Rule(
-    "add_zero",
-    P("AddV2|Add", _X, _ZERO, commutative=True),
-    _drop("x", "zero"),
-    where=_plain,
-    doc="x + 0 -> x, 0 + x -> x",
+ADD_ZERO = _identity(
+    "add_zero", P("AddV2|Add", _X, _ZERO, commutative=True),
+    "x", "zero", doc="x + 0 -> x, 0 + x -> x",
 )
 BIAS_ADD_ZERO = Rule(
     "bias_add_zero",
@@ -181,35 +178,23 @@ BIAS_ADD_ZERO = Rule(
     doc="BiasAdd(x, 0) -> x",
 )
 _ZERO_PRODUCT = P("Mul", Any("y"), _ZERO, commutative=True, capture="product")
-ADD_ZERO_PRODUCT = Rule(
-    "add_zero_product",
-    P("AddV2|Add", Any("a"), _ZERO_PRODUCT, commutative=True),
-    _drop("a", "y", "zero"),
-    where=_plain,
-    doc="a + y * 0 -> a",
+ADD_ZERO_PRODUCT = _identity(
+    "add_zero_product", P("AddV2|Add", Any("a"), _ZERO_PRODUCT, commutative=True),
+    "a", "y", "zero", doc="a + y * 0 -> a",
 )
-LERP_FULL = Rule(
-    "lerp_full",
-    P("AddV2|Add", Any("a"), P("Sub", Any("b"), Any("a")), commutative=True),
-    _drop("b", "a"),
-    where=_plain,
-    doc="a + (b - a) -> b",
+LERP_FULL = _identity(
+    "lerp_full", P("AddV2|Add", Any("a"), P("Sub", Any("b"), Any("a")), commutative=True),
+    "b", "a", doc="a + (b - a) -> b",
 )
 
 # ---------------------------------------------------------------------- subtractions
-SUB_ZERO = Rule(
-    "sub_zero",
-    P("Sub", _X, _ZERO),
-    _drop("x", "zero"),
-    where=_plain,
-    doc="x - 0 -> x",
+SUB_ZERO = _identity(
+    "sub_zero", P("Sub", _X, _ZERO),
+    "x", "zero", doc="x - 0 -> x",
 )
-SUB_ZERO_PRODUCT = Rule(
-    "sub_zero_product",
-    P("Sub", Any("a"), _ZERO_PRODUCT),
-    _drop("a", "y", "zero"),
-    where=_plain,
-    doc="a - y * 0 -> a",
+SUB_ZERO_PRODUCT = _identity(
+    "sub_zero_product", P("Sub", Any("a"), _ZERO_PRODUCT),
+    "a", "y", "zero", doc="a - y * 0 -> a",
 )
 
 
@@ -228,19 +213,13 @@ ZERO_SUB = Rule(
 )
 
 # ---------------------------------------------------------------------- products
-MUL_ONE = Rule(
-    "mul_one",
-    P("Mul", _X, _ONE, commutative=True),
-    _drop("x", "one"),
-    where=_plain,
-    doc="x * 1 -> x, 1 * x -> x",
+MUL_ONE = _identity(
+    "mul_one", P("Mul", _X, _ONE, commutative=True),
+    "x", "one", doc="x * 1 -> x, 1 * x -> x",
 )
-DIV_ONE = Rule(
-    "div_one",
-    P("RealDiv|Div", _X, _ONE),
-    _drop("x", "one"),
-    where=_plain,
-    doc="x / 1 -> x",
+DIV_ONE = _identity(
+    "div_one", P("RealDiv|Div", _X, _ONE),
+    "x", "one", doc="x / 1 -> x",
 )
 
 
