@@ -5,7 +5,8 @@ Real generator graphs cannot ship with the repository, so the zoo rebuilds their
 well under a second for tests; full-size presets are built on demand and cached under
 ``$GRAPHSURGERY_CACHE`` (default ``~/.cache/graphsurgery/zoo``), never committed.
 
-Each builder module registers its presets with :func:`register`.
+Each builder module registers its presets with :func:`register` (a table of configs with
+:func:`register_presets`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import importlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+_Config = TypeVar("_Config")
 
 
 @dataclass
@@ -65,6 +68,40 @@ def register(
         return fn
 
     return deco
+
+
+def register_presets(
+    presets: Mapping[str, _Config],
+    descriptions: Mapping[str, str],
+    build: Callable[[_Config], BuiltModel],
+    *,
+    full_size: Collection[str] = (),
+) -> None:
+    """Register one builder per preset: ``build(presets[name])`` with ``meta["preset"]`` set.
+
+    ``presets[name]`` is looked up when the builder runs; ``descriptions[name]`` is the
+    entry's description and the builder's docstring; the names in ``full_size`` are marked
+    full-size.
+    """
+    for name in presets:
+        register(name, descriptions[name], full_size=name in full_size)(
+            _preset_builder(name, presets, descriptions[name], build))
+
+
+def _preset_builder(
+    name: str,
+    presets: Mapping[str, _Config],
+    description: str,
+    build: Callable[[_Config], BuiltModel],
+) -> Callable[[], BuiltModel]:
+    def builder() -> BuiltModel:
+        model = build(presets[name])
+        model.meta["preset"] = name
+        return model
+
+    builder.__name__ = builder.__qualname__ = "build_" + name.replace("-", "_")
+    builder.__doc__ = description
+    return builder
 
 
 def _load_builders() -> None:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from graphsurgery.tfcompat import control_flow_v1
-from graphsurgery.zoo import BuiltModel, register
+from graphsurgery.zoo import BuiltModel, register_presets
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -546,37 +546,19 @@ PRESETS: dict[str, StyleGAN1Config] = {
 }
 
 
-def _preset(name: str) -> Callable[[], BuiltModel]:
-    def builder() -> BuiltModel:
-        return build_stylegan1(PRESETS[name])
+_DESCRIPTIONS = {
+    "sg1-tiny":
+        "StyleGAN v1 Gs, 32 px, tiny widths, recursive (Switch/Merge), random noise",
+    "sg1-tiny-linear":
+        "StyleGAN v1 Gs, 32 px, tiny widths, linear lerp_clip structure, random noise",
+    "sg1-tiny-const-noise":
+        "StyleGAN v1 Gs, 32 px, tiny widths, recursive, frozen constant noise",
+    "sg1-tiny-fused":
+        "StyleGAN v1 Gs, 128 px, tiny widths, fused Conv2DBackpropInput up-conv at 128 px",
+    "sg1-256":
+        "StyleGAN v1 Gs, 256 px, fmap_base 2048 / fmap_max 128, latent 128, recursive",
+    "sg1-1024":
+        "StyleGAN v1 Gs at full size: 1024 px, 8x512 mapping, ~26 M parameters, recursive",
+}
 
-    builder.__name__ = builder.__qualname__ = f"build_{name.replace('-', '_')}"
-    builder.__doc__ = f"Build the {name!r} StyleGAN (v1) preset."
-    return builder
-
-
-register(
-    "sg1-tiny",
-    "StyleGAN v1 Gs, 32 px, tiny widths, recursive (Switch/Merge), random noise",
-)(_preset("sg1-tiny"))
-register(
-    "sg1-tiny-linear",
-    "StyleGAN v1 Gs, 32 px, tiny widths, linear lerp_clip structure, random noise",
-)(_preset("sg1-tiny-linear"))
-register(
-    "sg1-tiny-const-noise",
-    "StyleGAN v1 Gs, 32 px, tiny widths, recursive, frozen constant noise",
-)(_preset("sg1-tiny-const-noise"))
-register(
-    "sg1-tiny-fused",
-    "StyleGAN v1 Gs, 128 px, tiny widths, fused Conv2DBackpropInput up-conv at 128 px",
-)(_preset("sg1-tiny-fused"))
-register(
-    "sg1-256",
-    "StyleGAN v1 Gs, 256 px, fmap_base 2048 / fmap_max 128, latent 128, recursive",
-)(_preset("sg1-256"))
-register(
-    "sg1-1024",
-    "StyleGAN v1 Gs at full size: 1024 px, 8x512 mapping, ~26 M parameters, recursive",
-    full_size=True,
-)(_preset("sg1-1024"))
+register_presets(PRESETS, _DESCRIPTIONS, build_stylegan1, full_size={"sg1-1024"})

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from graphsurgery.zoo import BuiltModel, register, sgops
+from graphsurgery.zoo import BuiltModel, register_presets, sgops
 
 _V1 = tf.compat.v1
 
@@ -385,17 +385,5 @@ _DESCRIPTIONS = {
 }
 
 
-def _make_builder(name: str) -> Any:
-    def builder() -> BuiltModel:
-        model = build_gs(PRESETS[name])
-        model.meta["preset"] = name
-        return model
-
-    builder.__name__ = "build_" + name.replace("-", "_")
-    builder.__doc__ = _DESCRIPTIONS[name]
-    return builder
-
-
-for _name in PRESETS:
-    register(_name, _DESCRIPTIONS[_name], full_size=_name.startswith("sg2-1024"))(
-        _make_builder(_name))
+register_presets(PRESETS, _DESCRIPTIONS, build_gs,
+                 full_size=[n for n in PRESETS if n.startswith("sg2-1024")])

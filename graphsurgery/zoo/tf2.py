@@ -25,12 +25,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from graphsurgery.zoo import BuiltModel, register
+from graphsurgery.zoo import BuiltModel, register_presets
 
 SQRT2 = float(np.sqrt(2.0))
 SIGNATURE = "serving_default"
@@ -258,16 +257,4 @@ _DESCRIPTIONS = {
 }
 
 
-def _make_builder(name: str) -> Any:
-    def builder() -> BuiltModel:
-        model = build_tf2_savedmodel(PRESETS[name])
-        model.meta["preset"] = name
-        return model
-
-    builder.__name__ = "build_" + name.replace("-", "_")
-    builder.__doc__ = _DESCRIPTIONS[name]
-    return builder
-
-
-for _name in PRESETS:
-    register(_name, _DESCRIPTIONS[_name])(_make_builder(_name))
+register_presets(PRESETS, _DESCRIPTIONS, build_tf2_savedmodel)
