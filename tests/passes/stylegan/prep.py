@@ -4,6 +4,7 @@ StyleGAN-specific passes, cached per test session."""
 from __future__ import annotations
 
 import functools
+from collections import Counter
 
 import graphsurgery as gs
 from graphsurgery import zoo
@@ -35,3 +36,13 @@ def prepared(name: str) -> tuple[gs.Graph, gs.Graph]:
     """(the zoo graph as built, a copy after the generic preparation); fresh copies."""
     original, prep = _built(name)
     return original.copy(), prep.copy()
+
+
+def prepared_and_run(
+    name: str, pass_id: str
+) -> tuple[gs.Graph, gs.Graph, Counter[str], Counter[str]]:
+    """(the prepared graph, a copy after ``pass_id``, the op counts of both)."""
+    _, before = prepared(name)
+    graph = before.copy()
+    run_pass(graph, pass_id)
+    return before, graph, before.op_counts(), graph.op_counts()

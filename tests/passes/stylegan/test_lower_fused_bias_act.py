@@ -12,7 +12,7 @@ import pytest
 import graphsurgery as gs
 from graphsurgery.testing import assert_equivalent, run_pass, run_tf
 
-from .prep import prepared
+from .prep import prepared_and_run
 
 PASS = "stylegan::lower_fused_bias_act"
 F32 = gs.DType.float32
@@ -183,12 +183,8 @@ def test_errors_name_the_node(attrs, message):
 
 
 def test_sg2_tiny_cuda():
-    _, g = prepared("sg2-tiny-cuda")
-    before = g.copy()
-    counts = g.op_counts()
+    before, g, counts, after = prepared_and_run("sg2-tiny-cuda", PASS)
     assert counts["FusedBiasAct"] == 18 and counts["LeakyRelu"] == 0
-    run_pass(g, PASS)
-    after = g.op_counts()
     assert after["FusedBiasAct"] == 0
     assert after["LeakyRelu"] == 7  # 2 mapping layers + 5 synthesis layers (act=3)
     assert after["AddV2"] == counts["AddV2"] + 18  # every node has a bias

@@ -11,7 +11,7 @@ import graphsurgery as gs
 from graphsurgery.runners import ReferenceRunner
 from graphsurgery.testing import assert_equivalent, run_pass
 
-from .prep import prepared
+from .prep import prepared_and_run
 
 PASS = "stylegan::lower_upfirdn2d"
 F32 = gs.DType.float32
@@ -156,12 +156,8 @@ def test_non_constant_kernel_is_an_error():
 
 
 def test_sg2_tiny_cuda():
-    _, g = prepared("sg2-tiny-cuda")
-    before = g.copy()
-    counts = g.op_counts()
+    before, g, counts, after = prepared_and_run("sg2-tiny-cuda", PASS)
     assert counts["UpFirDn2D"] == 4 and counts["DepthwiseConv2dNative"] == 0
-    run_pass(g, PASS)
-    after = g.op_counts()
     assert after["UpFirDn2D"] == 0
     assert after["DepthwiseConv2dNative"] == 4
     assert after["DepthToSpace"] == 2  # the two skip up-samplings (up=2)
