@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+from core.graphs import F32, chain  # tests/core/graphs.py (pytest puts tests/ on sys.path)
 
 import graphsurgery as gs
-
-F32 = gs.DType.float32
 
 
 def edited_chain() -> tuple[gs.Graph, gs.Graph, gs.Rewriter]:
     """``x -> id0 -> id1 -> mul(., c) -> y`` (+ unused Relu), and a copy edited so that
     id0 is removed, id1 and y read new inputs, unused gets an attribute and neg is added."""
-    g = gs.Graph([], inputs=[], outputs=[])
-    rw = gs.Rewriter(g, "test::build")
-    x = rw.placeholder("x", F32, [1, 4])
-    a = rw.add_node("Identity", [x], {"T": F32}, name="id0")
-    b = rw.add_node("Identity", [a], {"T": F32}, name="id1")
-    c = rw.const(np.arange(4, dtype=np.float32), name="c")
-    m = rw.add_node("Mul", [b, c], {"T": F32}, name="mul")
-    rw.add_node("Relu", [x], {"T": F32}, name="unused")
-    y = rw.add_node("Identity", [m], {"T": F32}, name="y")
-    rw.set_graph_inputs([x])
-    rw.set_outputs([y])
-    g.provenance.clear()
-
+    g = chain(n_identity=2)
     after = g.copy()
     rw = gs.Rewriter(after, "test::edit")
     rw.set_input("id1", 0, "x")
