@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 _Config = TypeVar("_Config")
 
 
@@ -38,6 +40,24 @@ class BuiltModel:
     graph_def: Any = None
     saved_model_dir: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+class ResolutionMixin:
+    """``resolution_log2`` and ``num_layers`` of a generator config with a power-of-two
+    ``resolution`` field (every StyleGAN-family config of the zoo)."""
+
+    resolution: int
+
+    @property
+    def resolution_log2(self) -> int:
+        """log2 of the output resolution."""
+        return int(np.log2(self.resolution))
+
+    @property
+    def num_layers(self) -> int:
+        """Number of synthesis layers = dlatent rows, two per resolution from 4x4:
+        ``2 * log2(R) - 2``."""
+        return 2 * self.resolution_log2 - 2
 
 
 @dataclass(frozen=True)

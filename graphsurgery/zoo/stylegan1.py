@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from graphsurgery.tfcompat import control_flow_v1
-from graphsurgery.zoo import BuiltModel, register_presets
+from graphsurgery.zoo import BuiltModel, ResolutionMixin, register_presets
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -55,7 +55,7 @@ _DLATENT_AVG_STD = 0.1
 
 
 @dataclass(frozen=True)
-class StyleGAN1Config:
+class StyleGAN1Config(ResolutionMixin):
     """Hyper-parameters of a StyleGAN (v1) ``Gs`` graph.
 
     ``nf(stage) = min(int(fmap_base / 2 ** (stage * fmap_decay)), fmap_max)`` feature maps at
@@ -102,16 +102,6 @@ class StyleGAN1Config:
             raise ValueError("mapping_layers must be at least 1")
         if min(self.fmap_base, self.fmap_max, self.latent_size, self.dlatent_size) < 1:
             raise ValueError("fmap_base, fmap_max, latent_size and dlatent_size must be positive")
-
-    @property
-    def resolution_log2(self) -> int:
-        """log2 of the output resolution."""
-        return int(round(math.log2(self.resolution)))
-
-    @property
-    def num_layers(self) -> int:
-        """Number of synthesis layers (= number of dlatent rows): two per resolution."""
-        return self.resolution_log2 * 2 - 2
 
     def nf(self, stage: int) -> int:
         """Feature maps at ``stage`` (resolution ``2 ** (stage + 1)``), at least 1."""

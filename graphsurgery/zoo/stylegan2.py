@@ -34,13 +34,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from graphsurgery.zoo import BuiltModel, register_presets, sgops
+from graphsurgery.zoo import BuiltModel, ResolutionMixin, register_presets, sgops
 
 _V1 = tf.compat.v1
 
 
 @dataclass(frozen=True)
-class StyleGAN2Config:
+class StyleGAN2Config(ResolutionMixin):
     """Hyper-parameters of a StyleGAN2 ``Gs`` (defaults: config-f at 1024 px)."""
 
     resolution: int = 1024
@@ -63,16 +63,6 @@ class StyleGAN2Config:
     truncation_cutoff: int | None = None
     resample_kernel: tuple[int, ...] = (1, 3, 3, 1)
     seed: int = 0
-
-    @property
-    def resolution_log2(self) -> int:
-        """log2 of the output resolution."""
-        return int(np.log2(self.resolution))
-
-    @property
-    def num_layers(self) -> int:
-        """Number of dlatent layers (``2 * log2(R) - 2``)."""
-        return self.resolution_log2 * 2 - 2
 
     def nf(self, stage: int) -> int:
         """Feature maps at ``stage`` (``fmap_base / 2**stage`` clipped to [min, max])."""

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from graphsurgery.zoo import BuiltModel, register_presets
+from graphsurgery.zoo import BuiltModel, ResolutionMixin, register_presets
 
 SQRT2 = float(np.sqrt(2.0))
 SIGNATURE = "serving_default"
@@ -38,7 +38,7 @@ OUTPUT_KEY = "images"
 
 
 @dataclass(frozen=True)
-class TF2SynthesisConfig:
+class TF2SynthesisConfig(ResolutionMixin):
     """Hyper-parameters of the TF2 synthesis network."""
 
     resolution: int = 16
@@ -50,16 +50,6 @@ class TF2SynthesisConfig:
     fused_modconv: bool = True
     resample_kernel: tuple[int, ...] = (1, 3, 3, 1)
     seed: int = 0
-
-    @property
-    def resolution_log2(self) -> int:
-        """log2 of the output resolution."""
-        return int(np.log2(self.resolution))
-
-    @property
-    def num_layers(self) -> int:
-        """Number of dlatent layers (``2 * log2(R) - 2``)."""
-        return 2 * self.resolution_log2 - 2
 
     def nf(self, stage: int) -> int:
         """Feature maps at ``stage``."""
