@@ -641,7 +641,8 @@ def derive(res: dict[str, Any], gemm: dict[str, Any], peer_threads: int) -> dict
         ratios["size_vs_original_graph"] = ours["tflite_bytes"] / (res["file_mb"] * 2**20)
     ph = ours.get("phases") or {}
     if ours.get("tflite_ok"):
-        convert = sum(ph[k]["s"] for k in ("load", "tensorflow_import", "passes", "save", "tflite") if k in ph)
+        steps = ("load", "tensorflow_import", "passes", "save", "tflite")
+        convert = sum(ph[k]["s"] for k in steps if k in ph)
         d["ours_convert_s"] = convert
         if sel.get("ok"):
             ratios["convert_time_vs_select_tflite"] = convert / sel["convert_s"]
