@@ -369,6 +369,29 @@ class Runner:
                          f"{p['b_median_s'] * 1e3:.1f} ms; median ratio {p['ratio_median']:.2f}")
                 else:
                     _log(f"[{name}] paired timing FAILED: {p.get('error')}")
+                # The same graph with dynamic-range int8 weights (--quantize dynamic): what
+                # a user trading a little fidelity for speed gets, against the same
+                # onnxruntime model. Not the like-for-like (fp32) comparison above.
+                q = self.child("benchmarks.quantized", str(wd / "ours" / "model.pb"),
+                               ours["tflite_path"], str(wd / "ours" / "model-dynamic.tflite"))
+                res["quantized_dynamic"] = q
+                if q.get("ok"):
+                    _log(f"[{name}] dynamic-range int8 .tflite: {q['bytes'] / 2**20:.1f} MB in "
+                         f"{_fmt_s(q['convert_s'])}; vs fp32 .tflite: max abs "
+                         f"{q['max_abs']:.3g} (range {q['range']:.3g}), PSNR {q['psnr']:.1f} "
+                         f"dB, SSIM {q['ssim']:.4f}")
+                    pq = self.child("benchmarks.paired", f"tflite:{q['path']}",
+                                    f"onnx:{res[conv_key]['path']}", "--threads",
+                                    str(s.peer_threads), "--runs", str(s.runs), "--warmup",
+                                    str(s.warmup))
+                    pq["noise"] = noise
+                    res["paired_dynamic"] = pq
+                    if pq.get("ok"):
+                        _log(f"[{name}] paired, dynamic-range int8 LiteRT "
+                             f"{pq['a_median_s'] * 1e3:.1f} ms vs onnxruntime fp32 "
+                             f"{pq['b_median_s'] * 1e3:.1f} ms; ratio {pq['ratio_median']:.2f}")
+                else:
+                    _log(f"[{name}] dynamic-range int8 FAILED: {q.get('error')}")
                 break
         return res
 

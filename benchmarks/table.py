@@ -248,6 +248,28 @@ def render(rep: dict[str, Any]) -> str:
         else:
             cells.append(fails.add(name, "paired timing", p.get("error")))
     row(f"paired, {pt} threads, alternating runs in one process: medians", cells)
+    qcells, pcells = [], []
+    for name, r in models.items():
+        q, p = r.get("quantized_dynamic"), r.get("paired_dynamic")
+        if not q:
+            qcells.append("-")
+        elif q.get("ok"):
+            qcells.append(f"{_bytes(q.get('bytes'))}; vs fp32 .tflite: max abs "
+                          f"{q['max_abs']:.2g} (range {q['range']:.2g}), PSNR "
+                          f"{q['psnr']:.1f} dB, SSIM {q['ssim']:.4f}")
+        else:
+            qcells.append(fails.add(name, "dynamic-range int8 conversion", q.get("error")))
+        if not p:
+            pcells.append("-")
+        elif p.get("ok"):
+            ratio = _ratio(p["ratio_median"], "faster", "slower")
+            pcells.append(f"LiteRT int8 {_s(p['a_median_s'])} vs onnxruntime fp32 "
+                          f"{_s(p['b_median_s'])}: {ratio}")
+        else:
+            pcells.append(fails.add(name, "paired timing (int8)", p.get("error")))
+    row("graphsurgery .tflite with dynamic-range int8 weights (`--quantize dynamic`)", qcells)
+    row(f"paired, {pt} threads: dynamic-range int8 LiteRT vs fp32 onnxruntime (not like for "
+        "like)", pcells)
     methods = {(r.get("const_noise_variant") or {}).get("method") for r in models.values()}
     methods.discard(None)
     for label in ("random", "const"):

@@ -6,6 +6,6 @@ rule set with :func:`graphsurgery.patterns.register_rules`.
 
 from __future__ import annotations
 
-from . import arith, scalings
+from . import arith, elementwise, scalings
 
-__all__ = ["arith", "scalings"]
+__all__ = ["arith", "elementwise", "scalings"]

@@ -3,11 +3,13 @@
 from . import (  # noqa: F401
     cse,
     dce,
+    fold_affine_chains,
     fold_constants,
     fold_shapes,
     fold_switch_merge,
     guard_broadcast_folding,
     output_format,
+    polyphase_transpose_conv,
     remove_identity,
     set_batch,
     strip_training,

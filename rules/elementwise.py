@@ -1,0 +1,132 @@
+"""``core::fuse_elementwise``: element-wise idioms as the single ops TFLite has for them.
+
+The rules, in the order they are tried at each node:
+
+* ``leaky_relu``: ``Maximum(x, x * a)`` (either operand order) with a scalar constant
+  ``0 <= a <= 1`` -> ``LeakyRelu(x, alpha=a)``. StyleGAN writes its activation this way;
+  as two ops it costs LiteRT two passes over the tensor (``MUL``, ``MAXIMUM``), as
+  ``LEAKY_RELU`` one. For ``0 <= a <= 1``, ``max(x, a*x)`` is ``x`` for ``x >= 0`` and
+  ``a*x`` otherwise, which is what ``LeakyRelu`` computes (the same product, bit for bit).
+* ``squared_difference``: ``Square(x - y)`` -> ``SquaredDifference(x, y)``. Instance
+  normalisation writes ``d = x - mean; d * rsqrt(mean(square(d)))``; once the square reads
+  ``x`` and ``mean`` itself, ``d`` has one use left and ``core::fold_affine_chains`` can
+  merge it with the scalings that follow. The same subtraction then squaring, bit for bit.
+* ``bias_first``: ``(p + t) + c`` -> ``(p + c) + t`` when ``p`` is the only use of a
+  ``Conv2D``/``DepthwiseConv2dNative``/``MatMul`` output, ``c`` a small constant (a bias)
+  and ``t`` a full-size tensor computed at run time (StyleGAN's per-pixel noise term).
+  Next to the convolution, the TFLite converter folds the bias into the convolution's own
+  bias, and LiteRT makes one pass over the tensor fewer. Addition is reassociated: the
+  same value up to rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphsurgery.ir.graph import Graph
+from graphsurgery.ir.names import TensorRef
+from graphsurgery.patterns import Any, Builder, Match, P, Rule, register_rules
+
+
+def _alpha(m: Match) -> float | None:
+    a = np.asarray(m.value("a"))
+    if a.size != 1 or a.dtype.kind != "f":
+        return None
+    value = float(a.reshape(()))
+    return value if 0.0 <= value <= 1.0 else None
+
+
+def _leaky_relu(b: Builder, m: Match) -> TensorRef | None:
+    alpha = _alpha(m)
+    if alpha is None:
+        return None
+    return b.op("LeakyRelu", m.tensor("x"), T=m.root.attr("T"), alpha=alpha)
+
+
+_X = Any("x")
+
+LEAKY_RELU = Rule(
+    "leaky_relu",
+    P("Maximum", _X, P("Mul", _X, P("Const", capture="a"), commutative=True),
+      commutative=True),
+    _leaky_relu,
+    where=lambda m, g: m.root.attr("T") is not None and m.root.attr("T").is_floating,
+    doc="Maximum(x, x * a) with a scalar 0 <= a <= 1 -> LeakyRelu(x, alpha=a)",
+)
+
+def _squared_difference(b: Builder, m: Match) -> TensorRef | None:
+    # The Sub is a leaf of the pattern: it may have other readers, and it stays for them.
+    sub = b.graph.node(m.tensor("d").node)
+    x, y = sub.data_inputs
+    return b.op("SquaredDifference", x, y, T=m.root.attr("T"))
+
+
+SQUARED_DIFFERENCE = Rule(
+    "squared_difference",
+    P("Square", P("Sub", capture="d")),
+    _squared_difference,
+    where=lambda m, g: m.root.attr("T") is not None and m.root.attr("T").is_floating,
+    doc="Square(x - y) -> SquaredDifference(x, y) (x - y stays for its other readers)",
+)
+
+_PRODUCERS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
+
+
+def _bias_first_ok(m: Match, graph: Graph) -> bool:
+    t = m.root.attr("T")
+    if t is None or not t.is_floating:
+        return False
+    out = graph.shape(m.root.output())
+    bias = graph.const_shape(m.tensor("c").node)
+    term = graph.shape(m.tensor("t"))
+    if out is None or term is None or min(out, default=0) < 0 or tuple(term) != tuple(out):
+        return False
+    if graph.is_const(m.tensor("t")):
+        return False  # two constants: core::guard_broadcast_folding's case
+    producer = graph.node(m.tensor("p").node)
+    if producer.op not in _PRODUCERS or len(graph.consumers(m.tensor("p"))) != 1:
+        return False
+    size = int(np.prod(bias, dtype=np.int64))
+    return len(bias) <= len(out) and size * 16 <= int(np.prod(out, dtype=np.int64))
+
+
+def _bias_first(b: Builder, m: Match) -> TensorRef:
+    t = m.root.attr("T")
+    inner = b.op("AddV2", m.tensor("p"), m.tensor("c"), T=t)
+    return b.op("AddV2", inner, m.tensor("t"), T=t)
+
+
+BIAS_FIRST = Rule(
+    "bias_first",
+    P("Add|AddV2", P("Add|AddV2", Any("p"), Any("t"), commutative=True),
+      P("Const", capture="c"), commutative=True),
+    _bias_first,
+    where=_bias_first_ok,
+    doc="(conv(x) + t) + c -> (conv(x) + c) + t for a small constant c and a full-size t",
+)
+
+RULES = [LEAKY_RELU, SQUARED_DIFFERENCE, BIAS_FIRST]
+
+FuseElementwise = register_rules(
+    "core::fuse_elementwise",
+    RULES,
+    doc="""Rewrite element-wise idioms as the single TFLite ops that compute them.
+
+    Each rule saves LiteRT one pass over a big tensor (it runs element-wise ops one pass
+    over memory each, and at 1024 px a pass over a StyleGAN activation moves 64-128 MB).
+
+    Before::
+
+        y = Maximum(x, Mul(x, 0.2))
+        v = Mean(Square(Sub(x, m)))
+
+    After::
+
+        y = LeakyRelu(x, alpha=0.2)
+        v = Mean(SquaredDifference(x, m))
+
+    and ``AddV2(AddV2(Conv2D(x, w), noise_term), bias)`` becomes
+    ``AddV2(AddV2(Conv2D(x, w), bias), noise_term)``. The first two give the same values bit
+    for bit, the last the same up to rounding.
+    """,
+)

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+
+import graphsurgery as gs
+from graphsurgery.testing import check_pass, run_pass
+
+PASS = "core::polyphase_transpose_conv"
+
+
+def _tconv(hw, k, stride, padding, out_hw, ci=3, co=5, batch=2, data_format="NHWC"):
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(k * 100 + stride * 10 + hw)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [batch, hw, hw, ci], name="x")
+        w = tf.constant(rng.standard_normal((k, k, co, ci)).astype(np.float32))
+        y = tf.nn.conv2d_transpose(x, w, [batch, out_hw, out_hw, co], stride, padding)
+        tf.identity(tf.nn.relu(y), name="y")
+    feeds = {"x": rng.standard_normal((batch, hw, hw, ci)).astype(np.float32)}
+    return gs.load(g.as_graph_def(), outputs=["y"]), feeds
+
+
+@pytest.mark.parametrize(
+    "hw,k,stride,padding,out_hw,convs,crop",
+    [
+        (5, 3, 2, "VALID", 11, 4, 1),  # StyleGAN2's up-sampling conv: odd output, cropped
+        (6, 4, 2, "SAME", 12, 4, 0),   # StyleGAN's fused up-scale: 4x4 taps, SAME
+        (5, 3, 2, "SAME", 10, 4, 0),
+        (4, 5, 3, "VALID", 14, 9, 1),
+        (4, 2, 2, "VALID", 8, 4, 0),
+        (5, 3, 2, "SAME", 9, 4, 1),    # an odd SAME size
+    ],
+)
+def test_phases_compute_the_transposed_convolution(hw, k, stride, padding, out_hw, convs, crop):
+    g, feeds = _tconv(hw, k, stride, padding, out_hw)
+    check_pass(g, PASS, feeds=feeds, atol=1e-5, rtol=1e-5,
+               before={"Conv2DBackpropInput": 1, "Conv2D": 0, "DepthToSpace": 0},
+               after={"Conv2DBackpropInput": 0, "Conv2D": convs, "DepthToSpace": 1,
+                      "ConcatV2": 1, "Slice": crop})
+
+
+def test_the_multiplies_are_the_taps_of_the_kernel():
+    # 3x3 stride 2: phases of 2x2, 2x1, 1x2 and 1x1 taps, 9 in all, as many as the kernel.
+    g, _ = _tconv(5, 3, 2, "VALID", 11)
+    run_pass(g, PASS)
+    taps = sorted(int(np.prod(g.const_shape(n.data_inputs[1].node)[:2]))
+                  for n in g.nodes("Conv2D"))
+    assert taps == [1, 2, 2, 4]
+
+
+def test_left_alone_when_a_phase_has_no_tap_or_the_stride_is_one():
+    g, _ = _tconv(4, 1, 2, "VALID", 7)  # kernel 1 < stride 2: odd phases are all zero
+    check_pass(g, PASS, expect_change=False)
+    g, _ = _tconv(4, 3, 1, "VALID", 6)
+    check_pass(g, PASS, expect_change=False)
+
+
+def test_left_alone_when_the_filter_is_computed():
+    tf = pytest.importorskip("tensorflow")
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 4, 2], name="x")
+        w = tf.compat.v1.placeholder(tf.float32, [3, 3, 2, 2], name="w")
+        tf.identity(tf.nn.conv2d_transpose(x, w, [1, 9, 9, 2], 2, "VALID"), name="y")
+    check_pass(gs.load(g.as_graph_def(), outputs=["y"]), PASS, expect_change=False)
+
+
+def test_litert_runs_the_phases_like_the_transposed_convolution(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    from graphsurgery.export import audit_tflite, convert_tflite
+    from graphsurgery.runners import TFLiteRunner
+
+    g, feeds = _tconv(8, 3, 2, "VALID", 17, ci=4, co=6, batch=1)
+    after = g.copy()
+    run_pass(after, PASS)
+    models = [convert_tflite(x, tmp_path / f"{i}.tflite").path for i, x in enumerate((g, after))]
+    assert audit_tflite(models[0], run=False, analyzer=False).ops.get("TRANSPOSE_CONV") == 1
+    audit = audit_tflite(models[1], run=False, analyzer=False)
+    assert "TRANSPOSE_CONV" not in audit.ops and audit.ops["CONV_2D"] == 4
+    assert audit.clean, audit.violations
+    ref, got = (TFLiteRunner(m).run(feeds)[0] for m in models)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
