@@ -36,7 +36,7 @@ import numpy as np
 
 from graphsurgery.ir.graph import Graph
 from graphsurgery.ir.names import TensorRef
-from graphsurgery.patterns import Any, Builder, Match, P, Rule, RuleSet
+from graphsurgery.patterns import Any, Builder, Match, P, Rule, RuleSet, shape_of
 from graphsurgery.registry import Option, Pass, register_pass
 from graphsurgery.rewriter import Rewriter
 
@@ -61,43 +61,9 @@ def _is_one(arr: np.ndarray) -> bool:
     return _numeric(arr) and bool((arr == 1).all())
 
 
-# (graph, inferred shapes) while the pass runs: every rewrite here keeps the static shape of
-# every tensor that survives it, so one inference serves a whole round over the graph.
-_SHAPES: ContextVar[tuple[Graph, _LazyShapes, bool] | None] = ContextVar(
-    "arith_shapes", default=None)
+# (graph, whether it has v1 control flow) while the pass runs.
+_CONTROL_FLOW: ContextVar[tuple[Graph, bool] | None] = ContextVar("arith_cf", default=None)
 _SWITCHES = ("Switch", "RefSwitch")
-
-
-def _infer(graph: Graph) -> dict:
-    try:
-        return graph.infer()
-    except Exception as exc:  # shape inference is best effort (custom ops, odd graphs)
-        log.debug("shape inference failed: %s", exc)
-        return {}
-
-
-class _LazyShapes:
-    """Shape inference for a round, run only when a rule first needs a shape."""
-
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
-        self._info: dict | None = None
-
-    def get(self) -> dict:
-        if self._info is None:
-            self._info = _infer(self.graph)
-        return self._info
-
-
-def shape_of(graph: Graph, ref: TensorRef) -> tuple[int, ...] | None:
-    """Static shape of ``ref`` (-1: unknown dim; None: unknown rank)."""
-    shape = graph.static_shape(ref)
-    if shape is None:
-        ctx = _SHAPES.get()
-        info = ctx[1].get() if ctx is not None and ctx[0] is graph else _infer(graph)
-        ti = info.get(ref)
-        shape = None if ti is None else ti.shape
-    return None if shape is None else tuple(int(d) for d in shape)
 
 
 def absorbs(x: tuple[int, ...] | None, other: tuple[int, ...] | None) -> bool:
@@ -144,9 +110,9 @@ def _plain(m: Match, g: Graph) -> bool:
 
 def _control_flow(g: Graph) -> bool:
     """The graph has v1 control flow (so a new constant must inherit deadness)."""
-    ctx = _SHAPES.get()
+    ctx = _CONTROL_FLOW.get()
     if ctx is not None and ctx[0] is g:
-        return ctx[2]
+        return ctx[1]
     return bool(g.nodes(*_SWITCHES))
 
 
@@ -306,11 +272,11 @@ class SimplifyArith(Pass):
     def run(self, graph: Graph, rw: Rewriter) -> None:
         rs = RuleSet(self.rules)
         for _ in range(self.max_rounds):
-            token = _SHAPES.set((graph, _LazyShapes(graph), bool(graph.nodes(*_SWITCHES))))
+            token = _CONTROL_FLOW.set((graph, bool(graph.nodes(*_SWITCHES))))
             try:
                 applied = rs.apply_once(graph, rw)
             finally:
-                _SHAPES.reset(token)
+                _CONTROL_FLOW.reset(token)
             if not applied:
                 return
         log.warning("%s: rules still matched after %d rounds (max_rounds)",

@@ -25,7 +25,7 @@ import numpy as np
 
 from graphsurgery.ir.graph import Graph
 from graphsurgery.ir.names import TensorRef
-from graphsurgery.patterns import Any, Builder, Match, P, Rule, register_rules
+from graphsurgery.patterns import Any, Builder, Match, P, Rule, register_rules, shape_of
 
 
 def _alpha(m: Match) -> float | None:
@@ -76,9 +76,9 @@ def _bias_first_ok(m: Match, graph: Graph) -> bool:
     t = m.root.attr("T")
     if t is None or not t.is_floating:
         return False
-    out = graph.shape(m.root.output())
+    out = shape_of(graph, m.root.output())
     bias = graph.const_shape(m.tensor("c").node)
-    term = graph.shape(m.tensor("t"))
+    term = shape_of(graph, m.tensor("t"))
     if out is None or term is None or min(out, default=0) < 0 or tuple(term) != tuple(out):
         return False
     if graph.is_const(m.tensor("t")):

@@ -143,7 +143,12 @@ def update_shapes(graph: Graph, before: dict[str, Any], result: ShapeMap) -> Sha
         n: old_infos[n] for n, nd in nodes.items() if before.get(n) is nd and n in old_infos
     }
     while True:
-        new = infer_shapes(graph, known)
+        try:
+            new = infer_shapes(graph, known)
+        except _StaleKnowledge:
+            # A kept node's old shape no longer fits the node that reads it (a producer
+            # upstream changed layout, say): start over rather than blame node by node.
+            return infer_shapes(graph)
         stale: set[str] = set()
         for name in nodes:
             if name in known or name not in old_infos:
@@ -275,6 +280,10 @@ def _makes_ref(op: str, port: int) -> bool:
 
 def _is_ref_op(op: str) -> bool:
     return opdefs.has_ref_input(op) or _makes_ref(op, 0)
+
+
+class _StaleKnowledge(Exception):
+    """An incremental import failed: some kept infos are out of date."""
 
 
 class _Inference:
@@ -568,6 +577,8 @@ class _Inference:
         return op.outputs[ref.port]
 
     def _blame(self, error: Exception, batch: list[str]) -> None:
+        if self.incremental:
+            raise _StaleKnowledge(str(error))
         self.retries += 1
         msg = str(error).strip() or type(error).__name__
         first = self._demangle(msg.splitlines()[0])

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from .builder import Builder
 from .optree import Any, Match, Matcher, P, Pattern, as_pattern, parse_pattern
-from .rules import Rule, RuleSet, register_rules
+from .rules import Rule, RuleSet, register_rules, shape_of
 from .traced import Template, Traced, template, trace_function, traced
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "as_pattern",
     "parse_pattern",
     "register_rules",
+    "shape_of",
     "template",
     "trace_function",
     "traced",

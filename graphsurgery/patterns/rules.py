@@ -47,6 +47,7 @@ import sys
 import typing
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
@@ -62,6 +63,44 @@ log = logging.getLogger("graphsurgery.patterns")
 
 Replacement = Callable[[Builder, Match], typing.Any]
 Condition = Callable[[Match, Graph], bool]
+
+
+class _RoundShapes:
+    """Shape inference for one round of a rule set, run when a rule first asks."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self._info: dict | None = None
+
+    def get(self) -> dict:
+        if self._info is None:
+            try:
+                self._info = self.graph.infer()
+            except Exception as exc:  # best effort (custom ops, odd graphs)
+                log.debug("shape inference failed: %s", exc)
+                self._info = {}
+        return self._info
+
+
+# The graph a RuleSet round is working on, with its shapes: rewrites keep the static shape
+# of every tensor that survives them, so one inference serves the whole round.
+_ROUND: ContextVar[tuple[Graph, _RoundShapes] | None] = ContextVar("round", default=None)
+
+
+def shape_of(graph: Graph, tensor: TensorRef) -> tuple[int, ...] | None:
+    """Static shape of ``tensor`` (-1: unknown dim; None: unknown rank) for rule conditions
+    and replacements: from the attributes, else from shape inference, which runs at most
+    once per round of a :class:`RuleSet` (tensors created during the round are unknown)."""
+    shape = graph.static_shape(tensor)
+    if shape is None:
+        ctx = _ROUND.get()
+        if ctx is not None and ctx[0] is graph:
+            info = ctx[1].get()
+        else:
+            info = _RoundShapes(graph).get()
+        ti = info.get(tensor)
+        shape = None if ti is None else ti.shape
+    return None if shape is None else tuple(int(d) for d in shape)
 
 
 @dataclass
@@ -205,15 +244,19 @@ class RuleSet:
     def apply_once(self, graph: Graph, rw: Rewriter) -> int:
         """One round over the nodes in topological order; returns the rewrites applied."""
         applied = 0
-        for name in graph.toposort():
-            nd = graph._nodes.get(name)
-            if nd is None:
-                continue
-            for rule in self.rules:
-                if rule.matcher.could_match(nd.op) and rule.apply(graph, rw, name):
-                    self.counts[rule.name] += 1
-                    applied += 1
-                    break
+        token = _ROUND.set((graph, _RoundShapes(graph)))
+        try:
+            for name in graph.toposort():
+                nd = graph._nodes.get(name)
+                if nd is None:
+                    continue
+                for rule in self.rules:
+                    if rule.matcher.could_match(nd.op) and rule.apply(graph, rw, name):
+                        self.counts[rule.name] += 1
+                        applied += 1
+                        break
+        finally:
+            _ROUND.reset(token)
         return applied
 
     def apply(self, graph: Graph, rw: Rewriter, *, max_rounds: int | None = None) -> int:

@@ -82,17 +82,17 @@ class PolyphaseTransposeConv(Pass):
     min_stride = Option(int, 2, "rewrite transposed convolutions whose stride is at least this")
 
     def run(self, graph: Graph, rw: Rewriter) -> None:
+        # Plan everything first: shapes come from one inference of the unchanged graph.
+        plans = [(node, self._plan(graph, node)) for node in graph.nodes("Conv2DBackpropInput")]
         dead: list[str] = []
-        for node in graph.nodes("Conv2DBackpropInput"):
-            plan = self._plan(graph, node)
-            if plan is None:
-                continue
-            dead.extend(self._rewrite(graph, rw, node, *plan))
+        for node, plan in plans:
+            if plan is not None:
+                dead.extend(self._rewrite(graph, rw, node, *plan))
         rw.erase_dead(dead)
 
     def _plan(
         self, graph: Graph, node: Node
-    ) -> tuple[int, list[_Phase], list[_Phase], tuple[int, int]] | None:
+    ) -> tuple[int, list[_Phase], list[_Phase], tuple[int, int, int, int]] | None:
         why = self._skip_reason(graph, node)
         if why is not None:
             log.debug("core::polyphase_transpose_conv: %s: %s", node.name, why)
@@ -111,7 +111,9 @@ class PolyphaseTransposeConv(Pass):
         if not rows or not cols:
             log.debug("core::polyphase_transpose_conv: %s: a phase has no tap", node.name)
             return None
-        return stride, rows, cols, (sizes[1], sizes[2])
+        out = graph.shape(node.output())
+        batch = out[0] if out is not None and len(out) == 4 else -1
+        return stride, rows, cols, (batch, sizes[1], sizes[2], sizes[3])
 
     def _skip_reason(self, graph: Graph, node: Node) -> str | None:
         if node.attr("data_format", "NHWC") != "NHWC":
@@ -138,7 +140,7 @@ class PolyphaseTransposeConv(Pass):
         stride: int,
         rows: list[_Phase],
         cols: list[_Phase],
-        out_hw: tuple[int, int],
+        out_shape: tuple[int, int, int, int],
     ) -> list[str]:
         sizes_ref, filt_ref, x_ref = node.data_inputs
         w = np.asarray(graph.const_value(filt_ref))  # [kh, kw, Co, Ci]
@@ -164,14 +166,14 @@ class PolyphaseTransposeConv(Pass):
         out = rw.add_node("DepthToSpace", [cat], {"T": dtype, "block_size": stride,
                                                   "data_format": "NHWC"},
                           name=f"{scope}/interleave").output()
+        out_hw = out_shape[1:3]
         full = (stride * -(-out_hw[0] // stride), stride * -(-out_hw[1] // stride))
         if full != out_hw:
             # Explicit sizes where known: LiteRT's XNNPACK delegate does not take a Slice
             # with a -1 size, and an op left out of it splits the delegated graph.
-            shape = graph.shape(node.output()) or (-1, -1, -1, -1)
             begin = rw.const(np.zeros(4, np.int32), name=f"{scope}/crop_begin")
-            size = rw.const(np.array([shape[0], out_hw[0], out_hw[1], w.shape[2]], np.int32),
-                            name=f"{scope}/crop_size")
+            size = rw.const(np.array([out_shape[0], out_hw[0], out_hw[1], w.shape[2]],
+                                     np.int32), name=f"{scope}/crop_size")
             out = rw.add_node("Slice", [out, begin, size], {"T": dtype, "Index": DType.int32},
                               name=f"{scope}/crop").output()
         rw.replace_uses(node.output(), out)
