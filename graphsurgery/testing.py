@@ -11,7 +11,7 @@ and the outputs before and after the pass are compared on the same inputs::
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,33 @@ def run_tf(
     fetch = [tf_graph.get_tensor_by_name(str(r)) for r in refs]
     with tf.compat.v1.Session(graph=tf_graph) as sess:
         return [np.asarray(v) for v in sess.run(fetch, feed)]
+
+
+def tf_graph(
+    build: Callable[..., Any], *, seed: int = 0, **inputs: Sequence[int]
+) -> tuple[Graph, dict[str, np.ndarray]]:
+    """A graph written as TF1 code, with standard-normal feeds for its inputs.
+
+    ``inputs`` maps placeholder names to float32 shapes. ``build(tf, **placeholders)``
+    returns the output: a tensor (named ``y``) or a dict of name -> tensor; each output is
+    an ``Identity`` of that name, declared as the graph's outputs::
+
+        g, feeds = tf_graph(lambda tf, x: tf.nn.relu(x * 2.0), x=(1, 8, 8, 4))
+        check_pass(g, "core::fold_scalings", feeds=feeds)
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    g = tf.Graph()
+    with g.as_default():
+        phs = {k: tf.compat.v1.placeholder(tf.float32, list(v), name=k) for k, v in inputs.items()}
+        out = build(tf, **phs)
+        outs = out if isinstance(out, dict) else {"y": out}
+        for name, t in outs.items():
+            tf.identity(t, name=name)
+    feeds = {k: rng.standard_normal(tuple(v)).astype(np.float32) for k, v in inputs.items()}
+    return Graph.from_graph_def(g.as_graph_def(), outputs=list(outs)), feeds
 
 
 def run_pass(graph: Graph, pass_id: str, **options: Any) -> PassRecord:

@@ -28,23 +28,25 @@ def check_structure(graph: Graph) -> list[str]:
     """Problems that make ``graph`` invalid, one line each (empty when valid).
 
     After a check that found nothing, the next one on the same graph looks only at what
-    changed since: NodeDefs are replaced, never edited, so a node whose message is the
-    same object as at the last clean check still has the inputs that were valid then;
-    only its sources may have gone or lost ports, so their users are checked too.
+    changed since: NodeDefs are replaced, never edited, so a node whose stamp
+    (:meth:`Graph.stamps`) is the one of the last clean check still has the inputs that
+    were valid then; only its sources may have gone or changed op, so their users are
+    checked too.
     """
     problems: list[str] = []
     nodes = graph._nodes
     base = getattr(graph, "_structure_base", None)
     if base is not None and base[0] == graph.version:
         return []
+    stamps = graph._stamps
     if base is None:
         todo = nodes.items()
     else:
-        before = base[1]
-        todo_names = {n for n, nd in nodes.items() if before.get(n) is not nd}
-        for n, nd in before.items():
+        before, ops = base[1], base[2]
+        todo_names = {n for n in nodes if before.get(n) != stamps.get(n)}
+        for n, op in ops.items():
             now = nodes.get(n)
-            if now is None or now.op != nd.op:  # gone, or a different arity
+            if now is None or now.op != op:  # gone, or a different arity
                 todo_names.update(graph._users.get(n, ()))
         todo = [(n, nodes[n]) for n in todo_names if n in nodes]
     no_outputs = opdefs.ops_without_outputs()
@@ -85,7 +87,8 @@ def check_structure(graph: Graph) -> list[str]:
         if cycle:
             problems.append(f"graph has a cycle: {cycle[0]}")
     if not problems:
-        graph._structure_base = (graph.version, dict(nodes))
+        graph._structure_base = (graph.version, dict(stamps),
+                                 {n: nd.op for n, nd in nodes.items()})
     return problems
 
 

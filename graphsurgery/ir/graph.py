@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -152,10 +153,12 @@ class Graph:
         self.versions = versions if versions is not None else proto.VersionDef(producer=1994)
         self.library = library
         self.version = 0  # bumped by every change; caches key on it
+        self._stamps: dict[str, int] = {}
         for nd in nodes:
             if nd.name in self._nodes:
                 raise GraphError(f"{source}: duplicate node name {nd.name!r}")
             self._nodes[nd.name] = nd
+            self._stamps[nd.name] = next(_STAMPS)
         self._rebuild_users()
         self._names = NameGenerator(set(self._nodes))
         self.inputs: list[TensorRef] = (
@@ -198,6 +201,7 @@ class Graph:
         g = Graph.__new__(Graph)
         g.source = self.source
         g._nodes = dict(self._nodes)
+        g._stamps = dict(self._stamps)
         g._users = {k: set(v) for k, v in self._users.items()}
         g._const_cache = dict(self._const_cache)
         g.provenance = dict(self.provenance)
@@ -212,7 +216,7 @@ class Graph:
     def restore(self, snapshot: Graph) -> None:
         """Make this graph equal to ``snapshot`` (an earlier :meth:`copy`)."""
         other = snapshot.copy()
-        for attr in ("_nodes", "_users", "_const_cache", "provenance", "_names"):
+        for attr in ("_nodes", "_stamps", "_users", "_const_cache", "provenance", "_names"):
             setattr(self, attr, getattr(other, attr))
         self.inputs, self.outputs = other.inputs, other.outputs
         self.version += 1
@@ -247,6 +251,18 @@ class Graph:
     def get(self, name: str) -> Node | None:
         nd = self._nodes.get(name)
         return None if nd is None else Node(self, nd)
+
+    def stamps(self) -> dict[str, int]:
+        """Node name -> a stamp that changes whenever the node's NodeDef is replaced.
+
+        Stamps are unique across all graphs of the process, so comparing two of these maps
+        tells which nodes were added or rewritten in between, without keeping the old
+        NodeDefs (and their weights) alive. Caches of per-node work key on them.
+        """
+        return dict(self._stamps)
+
+    def stamp(self, name: str) -> int | None:
+        return self._stamps.get(name)
 
     def node_def(self, name: str) -> Any:
         """The NodeDef message of ``name``. Treat it as read-only."""
@@ -386,7 +402,7 @@ class Graph:
         base = getattr(self, "_infer_base", None)
         result = infer_shapes(self) if base is None else update_shapes(self, *base)
         self._infer_cache = (self.version, result)
-        self._infer_base = (dict(self._nodes), result)
+        self._infer_base = (self.stamps(), result)
         return result
 
     def shape(self, tensor: str | TensorRef) -> tuple[int, ...] | None:
@@ -520,6 +536,7 @@ class Graph:
         if old is not None:
             self._unlink(old)
         self._nodes[nd.name] = nd
+        self._stamps[nd.name] = next(_STAMPS)
         self._link(nd)
         self._names._taken.add(nd.name)
         self._const_cache.pop(nd.name, None)
@@ -527,6 +544,7 @@ class Graph:
 
     def _drop(self, name: str) -> Any:
         nd = self._nodes.pop(name)
+        self._stamps.pop(name, None)
         self._unlink(nd)
         self._const_cache.pop(name, None)
         self.provenance.pop(name, None)
@@ -544,6 +562,9 @@ class Graph:
             for name, nd in self._nodes.items()
             if not self._users.get(name) and nd.op not in skip and not nd.op.startswith("Assign")
         ]
+
+
+_STAMPS = itertools.count(1)
 
 
 def _ref(tensor: str | TensorRef) -> TensorRef:

@@ -122,12 +122,12 @@ def infer_shapes(graph: Graph, known: dict[str, list[TensorInfo]] | None = None)
     return _Inference(graph, known).run()
 
 
-def update_shapes(graph: Graph, before: dict[str, Any], result: ShapeMap) -> ShapeMap:
-    """:func:`infer_shapes` of ``graph`` given ``result``, inferred when its nodes were
-    ``before`` (name -> NodeDef).
+def update_shapes(graph: Graph, before: dict[str, int], result: ShapeMap) -> ShapeMap:
+    """:func:`infer_shapes` of ``graph`` given ``result``, inferred when its node stamps
+    were ``before`` (:meth:`Graph.stamps`).
 
-    NodeDefs are replaced, never edited, so a node whose message is still the same object
-    keeps its old infos unless an input's info changed. Only the other nodes are imported,
+    NodeDefs are replaced, never edited, so a node whose stamp is unchanged keeps its old
+    infos unless an input's info changed. Only the other nodes are imported,
     with the kept nodes that feed them standing in as Placeholders of the old dtype and
     shape; kept constants and kept nodes of non-float tensors (shape arithmetic, whose
     values shape functions read) are imported with them. When a re-imported node that
@@ -139,8 +139,9 @@ def update_shapes(graph: Graph, before: dict[str, Any], result: ShapeMap) -> Sha
         old.setdefault(ref.node, []).append((ref.port, info))
     old_infos = {n: [i for _, i in sorted(pairs)] for n, pairs in old.items()}
     nodes = graph._nodes
+    stamps = graph._stamps
     known = {
-        n: old_infos[n] for n, nd in nodes.items() if before.get(n) is nd and n in old_infos
+        n: old_infos[n] for n in nodes if before.get(n) == stamps.get(n) and n in old_infos
     }
     while True:
         try:

@@ -55,17 +55,18 @@ class CommonSubexpressionElimination(Pass):
         outputs = {t.node for t in graph.outputs}
         table: dict[tuple[Any, ...], list[str]] = {}
         renamed: dict[str, str] = {}
-        # Keys of unchanged nodes carry over from the last run on this graph (NodeDefs
-        # are replaced, never edited): a weight's digest is computed once per pipeline.
-        cache: dict[str, tuple[Any, tuple[Any, ...]]] = getattr(graph, "_cse_keys", {})
-        keys: dict[str, tuple[Any, tuple[Any, ...]]] = {}
+        # Keys of unchanged nodes (same stamp) carry over from the last run on this graph:
+        # a weight's digest is computed once per pipeline.
+        cache: dict[str, tuple[int | None, tuple[Any, ...]]] = getattr(graph, "_cse_keys", {})
+        keys: dict[str, tuple[int | None, tuple[Any, ...]]] = {}
         for name in graph.toposort():
             nd = graph.node_def(name)
             if not _mergeable(nd.op) or name in inputs:
                 continue
             hit = cache.get(name)
-            key = hit[1] if hit is not None and hit[0] is nd else _key(nd)
-            keys[name] = (nd, key)
+            stamp = graph.stamp(name)
+            key = hit[1] if hit is not None and hit[0] == stamp else _key(nd)
+            keys[name] = (stamp, key)
             bucket = table.setdefault(key, [])
             rep = next((r for r in bucket if _same_value(graph, r, name)), None)
             if rep is None:

@@ -1,23 +1,20 @@
 import numpy as np
 import pytest
 
-import graphsurgery as gs
-from graphsurgery.testing import check_pass, run_pass
+from graphsurgery.testing import check_pass, run_pass, tf_graph
 
 PASS = "core::polyphase_transpose_conv"
 
 
-def _tconv(hw, k, stride, padding, out_hw, ci=3, co=5, batch=2, data_format="NHWC"):
-    tf = pytest.importorskip("tensorflow")
-    rng = np.random.default_rng(k * 100 + stride * 10 + hw)
-    g = tf.Graph()
-    with g.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, [batch, hw, hw, ci], name="x")
-        w = tf.constant(rng.standard_normal((k, k, co, ci)).astype(np.float32))
-        y = tf.nn.conv2d_transpose(x, w, [batch, out_hw, out_hw, co], stride, padding)
-        tf.identity(tf.nn.relu(y), name="y")
-    feeds = {"x": rng.standard_normal((batch, hw, hw, ci)).astype(np.float32)}
-    return gs.load(g.as_graph_def(), outputs=["y"]), feeds
+def _tconv(hw, k, stride, padding, out_hw, ci=3, co=5, batch=2):
+    w = np.random.default_rng(k * 100 + stride * 10 + hw).standard_normal((k, k, co, ci))
+
+    def build(tf, x):
+        y = tf.nn.conv2d_transpose(x, w.astype(np.float32), [batch, out_hw, out_hw, co],
+                                   stride, padding)
+        return tf.nn.relu(y)
+
+    return tf_graph(build, x=(batch, hw, hw, ci))
 
 
 @pytest.mark.parametrize(
@@ -56,13 +53,9 @@ def test_left_alone_when_a_phase_has_no_tap_or_the_stride_is_one():
 
 
 def test_left_alone_when_the_filter_is_computed():
-    tf = pytest.importorskip("tensorflow")
-    g = tf.Graph()
-    with g.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 4, 2], name="x")
-        w = tf.compat.v1.placeholder(tf.float32, [3, 3, 2, 2], name="w")
-        tf.identity(tf.nn.conv2d_transpose(x, w, [1, 9, 9, 2], 2, "VALID"), name="y")
-    check_pass(gs.load(g.as_graph_def(), outputs=["y"]), PASS, expect_change=False)
+    g, _ = tf_graph(lambda tf, x, w: tf.nn.conv2d_transpose(x, w, [1, 9, 9, 2], 2, "VALID"),
+                    x=(1, 4, 4, 2), w=(3, 3, 2, 2))
+    check_pass(g, PASS, expect_change=False)
 
 
 def test_litert_runs_the_phases_like_the_transposed_convolution(tmp_path):
