@@ -357,18 +357,8 @@ class Runner:
         for noise, conv_key, lat_key in (("constant", "peer_tf2onnx_const", "peer_ort_const"),
                                          ("random", "peer_tf2onnx", "peer_ort")):
             if ours.get("tflite_ok") and (res.get(lat_key) or {}).get("ok"):
-                p = self.child("benchmarks.paired", f"tflite:{ours['tflite_path']}",
-                               f"onnx:{res[conv_key]['path']}", "--threads",
-                               str(s.peer_threads), "--runs", str(s.runs), "--warmup",
-                               str(s.warmup))
-                p["noise"] = noise
-                res["paired"] = p
-                if p.get("ok"):
-                    _log(f"[{name}] paired, {s.peer_threads} threads, alternating runs: LiteRT "
-                         f"{p['a_median_s'] * 1e3:.1f} ms vs onnxruntime ({noise} noise) "
-                         f"{p['b_median_s'] * 1e3:.1f} ms; median ratio {p['ratio_median']:.2f}")
-                else:
-                    _log(f"[{name}] paired timing FAILED: {p.get('error')}")
+                onnx = res[conv_key]["path"]
+                res["paired"] = self.paired(name, "fp32", ours["tflite_path"], onnx, noise)
                 # The same graph with dynamic-range int8 weights (--quantize dynamic): what
                 # a user trading a little fidelity for speed gets, against the same
                 # onnxruntime model. Not the like-for-like (fp32) comparison above.
@@ -380,20 +370,27 @@ class Runner:
                          f"{_fmt_s(q['convert_s'])}; vs fp32 .tflite: max abs "
                          f"{q['max_abs']:.3g} (range {q['range']:.3g}), PSNR {q['psnr']:.1f} "
                          f"dB, SSIM {q['ssim']:.4f}")
-                    pq = self.child("benchmarks.paired", f"tflite:{q['path']}",
-                                    f"onnx:{res[conv_key]['path']}", "--threads",
-                                    str(s.peer_threads), "--runs", str(s.runs), "--warmup",
-                                    str(s.warmup))
-                    pq["noise"] = noise
-                    res["paired_dynamic"] = pq
-                    if pq.get("ok"):
-                        _log(f"[{name}] paired, dynamic-range int8 LiteRT "
-                             f"{pq['a_median_s'] * 1e3:.1f} ms vs onnxruntime fp32 "
-                             f"{pq['b_median_s'] * 1e3:.1f} ms; ratio {pq['ratio_median']:.2f}")
+                    res["paired_dynamic"] = self.paired(name, "dynamic-range int8", q["path"],
+                                                        onnx, noise)
                 else:
                     _log(f"[{name}] dynamic-range int8 FAILED: {q.get('error')}")
                 break
         return res
+
+    def paired(self, name: str, label: str, tflite: str, onnx: str, noise: str
+               ) -> dict[str, Any]:
+        """A ``.tflite`` and an ``.onnx`` timed in alternation (:mod:`benchmarks.paired`)."""
+        s = self.s
+        p = self.child("benchmarks.paired", f"tflite:{tflite}", f"onnx:{onnx}", "--threads",
+                       str(s.peer_threads), "--runs", str(s.runs), "--warmup", str(s.warmup))
+        p["noise"] = noise
+        if p.get("ok"):
+            _log(f"[{name}] paired, {s.peer_threads} threads, alternating runs: {label} LiteRT "
+                 f"{p['a_median_s'] * 1e3:.1f} ms vs onnxruntime ({noise} noise) "
+                 f"{p['b_median_s'] * 1e3:.1f} ms; median ratio {p['ratio_median']:.2f}")
+        else:
+            _log(f"[{name}] paired timing ({label}) FAILED: {p.get('error')}")
+        return p
 
     def cli(self, name: str, path: str, wd: Path) -> dict[str, Any]:
         out: dict[str, Any] = {}

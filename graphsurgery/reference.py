@@ -158,6 +158,18 @@ def seeded_noise(
     return values.astype(dtype, copy=False)
 
 
+def with_seeded_noise(graph: Graph, feeds: Mapping[str, Any], seed: int = 0) -> dict[str, Any]:
+    """Feeds for every declared input of ``graph``: its noise inputs (``noise_input/<i>``)
+    get the seeded noise the reference runner draws for ``seed``, the rest come from
+    ``feeds`` by node name. Runs a rewritten graph with the same noise as the reference."""
+    out: dict[str, Any] = {}
+    for t in graph.inputs:
+        i = noise_index(t.node)
+        out[t.node] = (seeded_noise(seed, i, graph.static_shape(t)) if i is not None
+                       else feeds[t.node])
+    return out
+
+
 # ============================================================================ custom ops
 #: ``fn(node, inputs) -> tensor | [tensors]``: builds the reference maths of one custom-op
 #: node with TensorFlow. ``inputs`` holds one tensor per data input: a ``tf.constant`` for

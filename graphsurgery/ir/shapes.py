@@ -122,6 +122,14 @@ def infer_shapes(graph: Graph, known: dict[str, list[TensorInfo]] | None = None)
     return _Inference(graph, known).run()
 
 
+def new_infos(result: ShapeMap, name: str) -> list[TensorInfo]:
+    """The infos of ``name``'s outputs in ``result``, port by port."""
+    out = []
+    while TensorRef(name, len(out)) in result:
+        out.append(result[TensorRef(name, len(out))])
+    return out
+
+
 def update_shapes(graph: Graph, before: dict[str, int], result: ShapeMap) -> ShapeMap:
     """:func:`infer_shapes` of ``graph`` given ``result``, inferred when its node stamps
     were ``before`` (:meth:`Graph.stamps`).
@@ -131,8 +139,9 @@ def update_shapes(graph: Graph, before: dict[str, int], result: ShapeMap) -> Sha
     with the kept nodes that feed them standing in as Placeholders of the old dtype and
     shape; kept constants and kept nodes of non-float tensors (shape arithmetic, whose
     values shape functions read) are imported with them. When a re-imported node that
-    existed before now has different infos, its kept users are imported too, until nothing
-    changes.
+    existed before now has different infos, or has non-float outputs (their values may
+    have changed with the same dtype and shape: ``Shape(x)`` once ``x``'s batch is fixed),
+    its kept users are imported too, until nothing changes.
     """
     old: dict[str, list[TensorInfo]] = {}
     for ref, info in result.items():
@@ -152,10 +161,16 @@ def update_shapes(graph: Graph, before: dict[str, int], result: ShapeMap) -> Sha
             return infer_shapes(graph)
         stale: set[str] = set()
         for name in nodes:
-            if name in known or name not in old_infos:
+            if name in known:
                 continue
-            infos = [new.get(TensorRef(name, p)) for p in range(len(old_infos[name]))]
-            if infos != old_infos[name]:
+            before_infos = old_infos.get(name)
+            infos = [new.get(TensorRef(name, p)) for p in range(len(before_infos or ()))]
+            # Non-float outputs are shape arithmetic: their values (which shape functions
+            # read: Tile multiples, Reshape targets) may differ with the same dtype and
+            # shape, e.g. Shape(x) once x's batch is fixed.
+            values = any(i is None or i.dtype is None or not i.dtype.is_floating
+                         for i in new_infos(new, name))
+            if values or infos != before_infos:
                 stale.update(u for u in graph._users.get(name, ()) if u in known)
         if not stale:
             return new

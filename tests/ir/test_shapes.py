@@ -295,3 +295,54 @@ def test_three_thousand_nodes_infer_quickly():
     elapsed = time.perf_counter() - start
     assert len(res) == 3001 and res[T("a999")] == TensorInfo(F32, (-1, 4))
     assert elapsed < 10  # about 0.4 s; the bound only catches a quadratic blow-up
+
+
+# ---------------------------------------------------------------------------- incremental
+def test_update_after_a_rewrite_matches_a_full_inference():
+    graph, rw = _empty()
+    x = rw.placeholder("x", F32, [None, 4])
+    shape = rw.add_node("Shape", [x], {"T": F32, "out_type": gs.DType.int32}, name="shape")
+    begin, end, one = (rw.const(np.array([v], np.int32)) for v in (0, 1, 1))
+    batch = rw.add_node("StridedSlice", [shape, begin, end, one],
+                        {"T": gs.DType.int32, "Index": gs.DType.int32, "shrink_axis_mask": 1},
+                        name="batch")
+    dims = rw.add_node("Pack", [batch, rw.const(np.int32(4))],
+                       {"T": gs.DType.int32, "N": 2}, name="dims")
+    rw.add_node("Fill", [dims, rw.const(np.float32(1))], {"T": F32, "index_type":
+                gs.DType.int32}, name="ones")
+    assert graph.infer()[T("ones")] == TensorInfo(F32, (-1, 4))
+    # Pinning the batch changes only the Placeholder: Shape keeps its dtype and shape, but
+    # its value changes, and so does the Fill that reads it through the shape arithmetic.
+    rw.set_attr("x", "shape", gs.Shape([1, 4]))
+    res = graph.infer()
+    assert res.incremental
+    assert res[T("ones")] == TensorInfo(F32, (1, 4))
+    assert dict(res) == dict(infer_shapes(graph))
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("sg2-tiny", {"stylegan::prune_resolution": {"resolution": 8}}),
+    ("sg1-tiny", {"stylegan::prune_resolution": {"resolution": 8}}),
+    ("sg2-tiny-cuda", {"stylegan::noise": {"mode": "input"}}),
+])
+def test_every_update_in_the_stylegan_preset_matches_a_full_inference(monkeypatch, name,
+                                                                      options):
+    from graphsurgery import zoo
+
+    updates = []
+    original = gs.Graph.infer
+
+    def checked(self):
+        result = original(self)
+        if result.incremental:
+            assert dict(result) == dict(infer_shapes(self))
+            updates.append(len(result))
+        return result
+
+    monkeypatch.setattr(gs.Graph, "infer", checked)
+    graph = zoo.load(name)
+    pipeline = gs.Pipeline.preset("stylegan-to-tflite")
+    for pass_id, opts in options.items():
+        pipeline.set_options(pass_id, **opts)
+    pipeline.run(graph)
+    assert updates  # the preset did infer again after rewrites

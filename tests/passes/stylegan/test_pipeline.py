@@ -16,7 +16,7 @@ import graphsurgery as gs
 from graphsurgery import zoo
 from graphsurgery.export import audit_tflite, convert_tflite
 from graphsurgery.metrics import compare
-from graphsurgery.reference import noise_index, seeded_noise
+from graphsurgery.reference import noise_index, with_seeded_noise
 from graphsurgery.runners import ReferenceRunner, TFLiteRunner
 from graphsurgery.testing import random_feeds
 
@@ -46,13 +46,8 @@ def convert(name, tmp_path, *, noise="const", quantize="fp32", **options):
     path = tmp_path / f"{name}-{noise}-{quantize}.tflite"
     convert_tflite(graph, path, quantize=quantize)
     feeds, reference = _reference(name)
-    lite_feeds = {}
-    for t in graph.inputs:
-        i = noise_index(t.node)
-        lite_feeds[t.node] = (seeded_noise(0, i, graph.static_shape(t)) if i is not None
-                              else feeds[t.node])
     with TFLiteRunner(path) as lite:
-        (out,) = lite.run(lite_feeds)
+        (out,) = lite.run(with_seeded_noise(graph, feeds))
     return graph, ops_before, audit_tflite(path), reference, out
 
 
