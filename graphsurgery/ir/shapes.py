@@ -141,7 +141,8 @@ def update_shapes(graph: Graph, before: dict[str, int], result: ShapeMap) -> Sha
     values shape functions read) are imported with them. When a re-imported node that
     existed before now has different infos, or has non-float outputs (their values may
     have changed with the same dtype and shape: ``Shape(x)`` once ``x``'s batch is fixed),
-    its kept users are imported too, until nothing changes.
+    everything downstream of it is imported again in the next round, until nothing
+    changes.
     """
     old: dict[str, list[TensorInfo]] = {}
     for ref, info in result.items():
@@ -174,6 +175,14 @@ def update_shapes(graph: Graph, before: dict[str, int], result: ShapeMap) -> Sha
                 stale.update(u for u in graph._users.get(name, ()) if u in known)
         if not stale:
             return new
+        # A changed shape usually travels all the way down (a batch fixed, a layout
+        # changed): take everything downstream now rather than one level per round.
+        todo = list(stale)
+        while todo:
+            for u in graph._users.get(todo.pop(), ()):
+                if u in known and u not in stale:
+                    stale.add(u)
+                    todo.append(u)
         for name in stale:
             del known[name]
 
