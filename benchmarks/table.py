@@ -113,16 +113,17 @@ def render(rep: dict[str, Any]) -> str:
         f"{r.get('file_mb', 0):.1f} MB, {(r.get('interface') or {}).get('nodes', '?')} nodes"
         for r in models.values()])
     row("conv + matmul FLOPs (batch 1)", [_gflop(r) for r in models.values()])
-    for ph, label in (("load", "load"),
-                      ("tensorflow_import",
-                       "TensorFlow import (shape inference and the converter need it)"),
-                      ("passes", "passes"), ("save", "save"),
+    for ph, label in (("load", "load"), ("passes", "passes"), ("save", "save"),
+                      ("tensorflow_import", "TensorFlow import (for the converter)"),
                       ("tflite", "TFLite conversion")):
         cells = []
         for r in models.values():
             o = r.get("ours") or {}
             p = (o.get("phases") or {}).get(ph)
-            cells.append(f"{_s(p['s'])} / {_mb(p['peak_rss_mb'])}" if p else "-")
+            note = ""
+            if ph == "tensorflow_import" and o.get("tensorflow_imported_before_export"):
+                note = " (already imported by a pass)"
+            cells.append(f"{_s(p['s'])} / {_mb(p['peak_rss_mb'])}{note}" if p else "-")
         row(f"{label}: wall / peak RSS", cells)
     cells = []
     for name, r in models.items():

@@ -38,8 +38,15 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
         return None  # the module is in sys.modules now; the normal import finds it
 
 
+#: True once :func:`install` ran: :mod:`graphsurgery.ir.tf_capi` then loads TensorFlow's
+#: C library with stderr silenced too.
+ACTIVE = False
+
+
 def install() -> None:
     """Make the next ``import tensorflow`` silent on stderr (once)."""
+    global ACTIVE
+    ACTIVE = True
     if "tensorflow" in sys.modules or any(isinstance(f, _QuietTensorFlow) for f in sys.meta_path):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

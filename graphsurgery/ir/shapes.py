@@ -1,7 +1,10 @@
 """dtype and static shape of every tensor, from TensorFlow's own shape inference.
 
-:func:`infer_shapes` imports a *shadow* of the graph into a fresh ``tf.Graph`` and reads
-``dtype``/``shape`` off every output. The shadow differs from the graph where TensorFlow
+:func:`infer_shapes` imports a *shadow* of the graph into a fresh TensorFlow graph and
+reads ``dtype``/``shape`` off every output. The graph is a ``TF_Graph`` of TensorFlow's C
+library, loaded through ctypes (:mod:`graphsurgery.ir.tf_capi`, about 0.3 s, where
+``import tensorflow`` takes 2+ s), or a ``tf.Graph`` when the library cannot be loaded that
+way; both run the same C++ shape functions. The shadow differs from the graph where TensorFlow
 could not, or should not, see the real node:
 
 * a ``Const`` larger than :data:`BIG_CONST_BYTES` becomes a ``Placeholder`` with its dtype
@@ -27,6 +30,7 @@ expects ``[N, 4]``.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -315,16 +319,12 @@ class _Inference:
     """One run of :func:`infer_shapes` (see the module docstring for the waves)."""
 
     def __init__(self, graph: Graph, known: dict[str, list[TensorInfo]] | None = None) -> None:
-        import tensorflow as tf
-        from tensorflow.python.framework import op_def_registry
-
-        self.tf = tf
-        self.op_registered = lambda op: op_def_registry.get(op) is not None
+        self.tfg = _tf_graph()
+        self.op_registered = self.tfg.registered
         self.graph = graph
         self.nodes: dict[str, Any] = graph._nodes
         self.names = list(self.nodes)
         self.index = {name: i for i, name in enumerate(self.names)}
-        self.tfg = tf.Graph()
         self.data_in: dict[str, list[TensorRef]] = {}
         self.data_users: dict[str, list[str]] = {}
         for name, nd in self.nodes.items():
@@ -500,8 +500,8 @@ class _Inference:
                 refs.append(ref)
         if not chunks:
             return
-        tensors = self._tf_import(b"".join(chunks), {}, [f"{self._mangle(r)}:0" for r in refs])
-        self.opaque_tensors.update(zip(refs, tensors))
+        ops = self._tf_import(b"".join(chunks), {}, [self._mangle(r) for r in refs])
+        self.opaque_tensors.update((r, (op, 0)) for r, op in zip(refs, ops))
 
     def _opaque_outputs(self, name: str) -> list[TensorInfo]:
         nd = self.nodes[name]
@@ -584,22 +584,17 @@ class _Inference:
         return True
 
     def _tf_import(self, node_bytes: bytes, input_map: dict[str, Any], names: list[str]) -> list:
-        tf = self.tf
-        gd = tf.compat.v1.GraphDef.FromString(
-            node_bytes + _field(4, self.graph.versions.SerializeToString())
-        )
-        with self.tfg.as_default():
-            return tf.graph_util.import_graph_def(
-                gd, input_map=input_map or None, return_elements=names, name=""
-            )
+        gd = node_bytes + _field(4, self.graph.versions.SerializeToString())
+        return self.tfg.import_(gd, input_map, names)
 
     def _tensor(self, ref: TensorRef) -> Any:
+        """``(operation, port)`` of ``ref`` in the shadow graph, or None."""
         if ref.node in self.opaque_infos:
             return self.opaque_tensors.get(ref)
         op = self.ops.get(ref.node)
-        if op is None or ref.port >= len(op.outputs):
+        if op is None or ref.port >= self.tfg.num_outputs(op):
             return None
-        return op.outputs[ref.port]
+        return (op, ref.port)
 
     def _blame(self, error: Exception, batch: list[str]) -> None:
         if self.incremental:
@@ -646,7 +641,7 @@ class _Inference:
         if infos is not None:
             return infos[ref.port] if ref.port < len(infos) else UNKNOWN
         tensor = self._tensor(ref)
-        return UNKNOWN if tensor is None else _tensor_info(tensor)
+        return UNKNOWN if tensor is None else self._tensor_info(*tensor)
 
     def _collect(self, remaining: dict[str, None]) -> ShapeMap:
         result = ShapeMap()
@@ -658,8 +653,8 @@ class _Inference:
                 continue
             op = self.ops.get(name)
             if op is not None:
-                for port, tensor in enumerate(op.outputs):
-                    result[TensorRef(name, port)] = _tensor_info(tensor)
+                for port in range(self.tfg.num_outputs(op)):
+                    result[TensorRef(name, port)] = self._tensor_info(op, port)
                 continue
             # Given up on (too many failed imports): what the attributes say.
             node = Node(self.graph, nd)
@@ -675,15 +670,59 @@ class _Inference:
         return result
 
 
-def _tensor_info(tensor: Any) -> TensorInfo:
-    try:
-        dtype: DType | None = DType.of(tensor.dtype.as_datatype_enum)
-    except ValueError:
-        dtype = None
-    shape = tensor.shape
-    if shape.rank is None:
-        return TensorInfo(dtype, None)
-    return TensorInfo(dtype, tuple(-1 if d is None else int(d) for d in shape.as_list()))
+    def _tensor_info(self, op: Any, port: int) -> TensorInfo:
+        try:
+            dtype: DType | None = DType.of(self.tfg.dtype(op, port))
+        except ValueError:
+            dtype = None
+        return TensorInfo(dtype, self.tfg.shape(op, port))
+
+
+# ---------------------------------------------------------------------------- TF backends
+class _PyGraph:
+    """The shadow graph in a ``tf.Graph`` (the ``tensorflow`` package): the fallback when
+    TensorFlow's C library cannot be used directly (:mod:`graphsurgery.ir.tf_capi`)."""
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+        from tensorflow.python.framework import op_def_registry
+
+        self.tf = tf
+        self.graph = tf.Graph()
+        self.registered = lambda op: op_def_registry.get(op) is not None
+
+    def import_(self, graph_def: bytes, input_map: dict[str, Any], names: list[str]) -> list:
+        gd = self.tf.compat.v1.GraphDef.FromString(graph_def)
+        imap = {k: op.outputs[port] for k, (op, port) in input_map.items()}
+        with self.graph.as_default():
+            return self.tf.graph_util.import_graph_def(
+                gd, input_map=imap or None, return_elements=names, name="")
+
+    @staticmethod
+    def num_outputs(op: Any) -> int:
+        return len(op.outputs)
+
+    @staticmethod
+    def dtype(op: Any, port: int) -> int:
+        return op.outputs[port].dtype.as_datatype_enum
+
+    @staticmethod
+    def shape(op: Any, port: int) -> tuple[int, ...] | None:
+        shape = op.outputs[port].shape
+        if shape.rank is None:
+            return None
+        return tuple(-1 if d is None else int(d) for d in shape.as_list())
+
+
+def _tf_graph() -> Any:
+    """A fresh shadow graph: TensorFlow's C library through ctypes when it loads (about
+    0.3 s, once), else a ``tf.Graph`` (``import tensorflow``, 2+ s). Setting
+    ``GRAPHSURGERY_SHAPES=python`` forces the latter."""
+    from . import tf_capi
+
+    if os.environ.get("GRAPHSURGERY_SHAPES") != "python" and tf_capi.load() is not None:
+        return tf_capi.CGraph()
+    return _PyGraph()
 
 
 def _clean(info: Any) -> TensorInfo:

@@ -1,0 +1,232 @@
+"""TensorFlow's C API through ctypes: GraphDef import and shape inference without the
+``tensorflow`` Python package.
+
+``import tensorflow`` takes 2+ s (it loads every Python wrapper); shape inference needs
+only the op registry and the shape functions, which live in ``libtensorflow_cc``. Loading
+that library takes about 0.3 s. :class:`CGraph` imports serialized nodes into a
+``TF_Graph`` and reads back what TensorFlow's shape inference found, the same C++ code
+``tf.graph_util.import_graph_def`` runs. :func:`load` returns None when the library or a
+symbol is missing (another TensorFlow layout); :mod:`graphsurgery.ir.shapes` then uses
+the Python package.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import sys
+from ctypes import POINTER, c_char_p, c_int, c_int64, c_size_t, c_void_p
+from pathlib import Path
+from typing import Any
+
+
+class _Output(ctypes.Structure):
+    _fields_ = [("oper", c_void_p), ("index", c_int)]
+
+
+class _Buffer(ctypes.Structure):
+    _fields_ = [("data", c_void_p), ("length", c_size_t), ("data_deallocator", c_void_p)]
+
+
+_SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
+    "TF_NewStatus": (c_void_p, []),
+    "TF_DeleteStatus": (None, [c_void_p]),
+    "TF_GetCode": (c_int, [c_void_p]),
+    "TF_Message": (c_char_p, [c_void_p]),
+    "TF_NewGraph": (c_void_p, []),
+    "TF_DeleteGraph": (None, [c_void_p]),
+    "TF_NewBufferFromString": (POINTER(_Buffer), [c_char_p, c_size_t]),
+    "TF_DeleteBuffer": (None, [POINTER(_Buffer)]),
+    "TF_NewImportGraphDefOptions": (c_void_p, []),
+    "TF_DeleteImportGraphDefOptions": (None, [c_void_p]),
+    "TF_ImportGraphDefOptionsAddInputMapping": (None, [c_void_p, c_char_p, c_int, _Output]),
+    "TF_ImportGraphDefOptionsAddReturnOperation": (None, [c_void_p, c_char_p]),
+    "TF_GraphImportGraphDefWithResults": (c_void_p, [c_void_p, POINTER(_Buffer), c_void_p,
+                                                     c_void_p]),
+    "TF_ImportGraphDefResultsReturnOperations": (None, [c_void_p, POINTER(c_int),
+                                                        POINTER(POINTER(c_void_p))]),
+    "TF_DeleteImportGraphDefResults": (None, [c_void_p]),
+    "TF_OperationNumOutputs": (c_int, [c_void_p]),
+    "TF_OperationOutputType": (c_int, [_Output]),
+    "TF_GraphGetTensorNumDims": (c_int, [c_void_p, _Output, c_void_p]),
+    "TF_GraphGetTensorShape": (None, [c_void_p, _Output, POINTER(c_int64), c_int, c_void_p]),
+    "TF_GetAllOpList": (POINTER(_Buffer), []),
+}
+
+_LIB: Any = None
+_TRIED = False
+_OPS: frozenset[str] | None = None
+
+
+def _quietly(fn: Any) -> Any:
+    """Run ``fn`` with file descriptor 2 on /dev/null when the command line is quiet
+    (:mod:`graphsurgery._quiet`, not ``-vv``): the library logs while it loads ("oneDNN
+    custom operations are on") before any log level applies."""
+    from .. import _quiet
+
+    if not _quiet.ACTIVE:
+        return fn()
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        return fn()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def load() -> Any:
+    """The C library with its signatures set, or None (cached)."""
+    global _LIB, _TRIED
+    if _TRIED:
+        return _LIB
+    _TRIED = True
+    spec = importlib.util.find_spec("tensorflow")  # finds the package, runs nothing
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(list(spec.submodule_search_locations)[0])
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        def open_libs() -> Any:
+            ctypes.CDLL(str(root / "libtensorflow_framework.so.2"), mode=ctypes.RTLD_GLOBAL)
+            return ctypes.CDLL(str(root / "libtensorflow_cc.so.2"), mode=ctypes.RTLD_GLOBAL)
+
+        lib = _quietly(open_libs)
+        for name, (res, args) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = res, args
+    except (OSError, AttributeError):
+        return None
+    _LIB = lib
+    return lib
+
+
+def registered_ops() -> frozenset[str]:
+    """Names of the ops in the library's registry."""
+    global _OPS
+    if _OPS is None:
+        buf = _LIB.TF_GetAllOpList()
+        try:
+            data = ctypes.string_at(buf.contents.data, buf.contents.length)
+        finally:
+            _LIB.TF_DeleteBuffer(buf)
+        _OPS = frozenset(_op_names(data))
+    return _OPS
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _op_names(data: bytes) -> list[str]:
+    """``OpList.op[*].name`` from the serialized ``OpList``: field 1 of field 1."""
+    names, i = [], 0
+    while i < len(data):
+        key, i = _varint(data, i)
+        size, i = _varint(data, i) if key & 7 == 2 else (0, i)
+        if key == (1 << 3) | 2:
+            j, end = i, i + size
+            while j < end:
+                k, j = _varint(data, j)
+                n, j = _varint(data, j) if k & 7 == 2 else _skip(data, j, k & 7)
+                if k == (1 << 3) | 2:
+                    names.append(data[j:j + n].decode())
+                    break
+                j += n
+        i += size
+    return names
+
+
+def _skip(data: bytes, j: int, wire: int) -> tuple[int, int]:
+    """(0, next position) past a non length-delimited value."""
+    if wire == 0:
+        return 0, _varint(data, j)[1]
+    return 0, j + (8 if wire == 1 else 4)
+
+
+class CGraph:
+    """A ``TF_Graph`` that nodes are imported into in batches (see ``shapes._Inference``).
+
+    Operations are ``TF_Operation*`` handles (ints), tensors ``(op, port)`` pairs.
+    """
+
+    def __init__(self) -> None:
+        self.lib = load()
+        self.graph = self.lib.TF_NewGraph()
+        self.status = self.lib.TF_NewStatus()
+
+    def close(self) -> None:
+        if self.graph:
+            self.lib.TF_DeleteGraph(self.graph)
+            self.lib.TF_DeleteStatus(self.status)
+            self.graph = self.status = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _check(self) -> None:
+        if self.lib.TF_GetCode(self.status) != 0:
+            raise ValueError((self.lib.TF_Message(self.status) or b"").decode(errors="replace"))
+
+    def import_(self, graph_def: bytes, input_map: dict[str, tuple[int, int]],
+                names: list[str]) -> list[int]:
+        """Import a serialized GraphDef; ``input_map`` maps ``name``/``name:i`` to tensors
+        imported earlier; returns the operations called ``names``. Raises ValueError with
+        TensorFlow's message when the import fails."""
+        lib = self.lib
+        opts = lib.TF_NewImportGraphDefOptions()
+        buf = lib.TF_NewBufferFromString(graph_def, len(graph_def))
+        try:
+            for src, (op, port) in input_map.items():
+                node, sep, idx = src.rpartition(":")
+                if not (sep and idx.isdigit()):
+                    node, idx = src, "0"
+                lib.TF_ImportGraphDefOptionsAddInputMapping(opts, node.encode(), int(idx),
+                                                            _Output(op, port))
+            for name in names:
+                lib.TF_ImportGraphDefOptionsAddReturnOperation(opts, name.encode())
+            results = lib.TF_GraphImportGraphDefWithResults(self.graph, buf, opts, self.status)
+            self._check()
+            try:
+                count = c_int()
+                opers = POINTER(c_void_p)()
+                lib.TF_ImportGraphDefResultsReturnOperations(results, ctypes.byref(count),
+                                                             ctypes.byref(opers))
+                return [opers[i] for i in range(count.value)]
+            finally:
+                lib.TF_DeleteImportGraphDefResults(results)
+        finally:
+            lib.TF_DeleteBuffer(buf)
+            lib.TF_DeleteImportGraphDefOptions(opts)
+
+    @staticmethod
+    def registered(op: str) -> bool:
+        return op in registered_ops()
+
+    def num_outputs(self, op: int) -> int:
+        return self.lib.TF_OperationNumOutputs(op)
+
+    def dtype(self, op: int, port: int) -> int:
+        return self.lib.TF_OperationOutputType(_Output(op, port))
+
+    def shape(self, op: int, port: int) -> tuple[int, ...] | None:
+        """Static shape (-1 for unknown dims), None for an unknown rank."""
+        out = _Output(op, port)
+        rank = self.lib.TF_GraphGetTensorNumDims(self.graph, out, self.status)
+        self._check()
+        if rank < 0:
+            return None
+        dims = (c_int64 * max(rank, 1))()
+        self.lib.TF_GraphGetTensorShape(self.graph, out, dims, rank, self.status)
+        self._check()
+        return tuple(int(dims[i]) for i in range(rank))
