@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,15 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def record_error(report: dict[str, Any], exc: BaseException) -> None:
+    """Put a failed step's exception in ``report``: ``error`` (its type and first line),
+    ``error_detail`` (the next lines) and the end of the traceback. Call it in ``except``."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    report["error"] = f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
+    report["error_detail"] = lines[1:6]
+    report["traceback"] = traceback.format_exc().splitlines()[-4:]
 
 
 def emit(report: dict[str, Any]) -> None:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import traceback
 from typing import Any
 
 import numpy as np
 
-from benchmarks._measure import emit, median, peak_rss_mb
+from benchmarks._measure import emit, median, peak_rss_mb, record_error
 
 
 def _feeds(runner: Any, seed: int = 0) -> dict[str, np.ndarray]:
@@ -88,11 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         rep.update({"times_s": times, "median_s": median(times), "min_s": min(times),
                     "mean_s": sum(times) / len(times), "ok": True})
     except Exception as exc:  # not loading or not running is the result
-        text = str(exc).strip()
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        rep["error"] = f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
-        rep["error_detail"] = lines[1:6]
-        rep["traceback"] = traceback.format_exc().splitlines()[-4:]
+        record_error(rep, exc)
     rep["load_average_end"] = os.getloadavg()
     rep["peak_rss_mb"] = peak_rss_mb()
     emit(rep)

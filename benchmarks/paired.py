@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import traceback
 from typing import Any
 
-from benchmarks._measure import emit, median, peak_rss_mb
+from benchmarks._measure import emit, median, peak_rss_mb, record_error
 
 
 def _runner(spec: str, threads: int) -> Any:
@@ -77,8 +76,7 @@ def main(argv: list[str] | None = None) -> None:
                    b_median_s=median(tb), ratio_median=median([x / y for x, y in zip(ta, tb)]),
                    ratio_of_mins=min(ta) / min(tb))
     except Exception as exc:  # recorded
-        rep["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        rep["traceback"] = traceback.format_exc().splitlines()[-4:]
+        record_error(rep, exc)
     rep["load_average_end"] = os.getloadavg()
     rep["peak_rss_mb"] = peak_rss_mb()
     emit(rep)

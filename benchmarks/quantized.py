@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import time
-import traceback
 from typing import Any
 
-from benchmarks._measure import emit, peak_rss_mb
+from benchmarks._measure import emit, peak_rss_mb, record_error
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,8 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         c = compare(a, b)
         rep.update(ok=True, max_abs=c.max_abs, range=c.value_range, psnr=c.psnr, ssim=c.ssim)
     except Exception as exc:  # recorded
-        rep["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        rep["traceback"] = traceback.format_exc().splitlines()[-4:]
+        record_error(rep, exc)
     rep["peak_rss_mb"] = peak_rss_mb()
     emit(rep)
 

@@ -30,8 +30,8 @@ def check_structure(graph: Graph) -> list[str]:
     After a check that found nothing, the next one on the same graph looks only at what
     changed since: NodeDefs are replaced, never edited, so a node whose stamp
     (:meth:`Graph.stamps`) is the one of the last clean check still has the inputs that
-    were valid then; only its sources may have gone or changed op, so their users are
-    checked too.
+    were valid then; only its sources may have gone or been rewritten (with fewer outputs,
+    say), so their users are checked too.
     """
     problems: list[str] = []
     nodes = graph._nodes
@@ -42,11 +42,10 @@ def check_structure(graph: Graph) -> list[str]:
     if base is None:
         todo = nodes.items()
     else:
-        before, ops = base[1], base[2]
+        before = base[1]
         todo_names = {n for n in nodes if before.get(n) != stamps.get(n)}
-        for n, op in ops.items():
-            now = nodes.get(n)
-            if now is None or now.op != op:  # gone, or a different arity
+        for n, stamp in before.items():
+            if stamps.get(n) != stamp:  # gone, or rewritten (perhaps with fewer outputs)
                 todo_names.update(graph._users.get(n, ()))
         todo = [(n, nodes[n]) for n in todo_names if n in nodes]
     no_outputs = opdefs.ops_without_outputs()
@@ -87,8 +86,7 @@ def check_structure(graph: Graph) -> list[str]:
         if cycle:
             problems.append(f"graph has a cycle: {cycle[0]}")
     if not problems:
-        graph._structure_base = (graph.version, dict(stamps),
-                                 {n: nd.op for n, nd in nodes.items()})
+        graph._structure_base = (graph.version, dict(stamps))
     return problems
 
 

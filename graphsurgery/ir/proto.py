@@ -104,6 +104,10 @@ _MESSAGES: list[tuple[str, list[tuple[str, int, int, int, str | None]]]] = [
             ("bad_consumers", 3, _F.TYPE_INT32, _REP, None),
         ],
     ),
+    # Only the op names of TensorFlow's registry (tf_capi.registered_ops); the rest of
+    # each OpDef is skipped as unknown fields.
+    ("OpDef", [("name", 1, _F.TYPE_STRING, _OPT, None)]),
+    ("OpList", [("op", 1, _F.TYPE_MESSAGE, _REP, "OpDef")]),
     (
         "GraphDef",
         [
@@ -169,6 +173,7 @@ TensorProto = _cls("TensorProto")
 TensorShapeProto = _cls("TensorShapeProto")
 VersionDef = _cls("VersionDef")
 NameAttrList = _cls("NameAttrList")
+OpList = _cls("OpList")
 
 
 def to_tf(graph_def: Any) -> Any:

@@ -126,7 +126,7 @@ def infer_shapes(graph: Graph, known: dict[str, list[TensorInfo]] | None = None)
     return _Inference(graph, known).run()
 
 
-def new_infos(result: ShapeMap, name: str) -> list[TensorInfo]:
+def _node_infos(result: ShapeMap, name: str) -> list[TensorInfo]:
     """The infos of ``name``'s outputs in ``result``, port by port."""
     out = []
     while TensorRef(name, len(out)) in result:
@@ -148,15 +148,9 @@ def update_shapes(graph: Graph, before: dict[str, int], result: ShapeMap) -> Sha
     everything downstream of it is imported again in the next round, until nothing
     changes.
     """
-    old: dict[str, list[TensorInfo]] = {}
-    for ref, info in result.items():
-        old.setdefault(ref.node, []).append((ref.port, info))
-    old_infos = {n: [i for _, i in sorted(pairs)] for n, pairs in old.items()}
     nodes = graph._nodes
     stamps = graph._stamps
-    known = {
-        n: old_infos[n] for n in nodes if before.get(n) == stamps.get(n) and n in old_infos
-    }
+    known = {n: _node_infos(result, n) for n in nodes if before.get(n) == stamps.get(n)}
     while True:
         try:
             new = infer_shapes(graph, known)
@@ -168,14 +162,12 @@ def update_shapes(graph: Graph, before: dict[str, int], result: ShapeMap) -> Sha
         for name in nodes:
             if name in known:
                 continue
-            before_infos = old_infos.get(name)
-            infos = [new.get(TensorRef(name, p)) for p in range(len(before_infos or ()))]
+            infos = _node_infos(new, name)
             # Non-float outputs are shape arithmetic: their values (which shape functions
             # read: Tile multiples, Reshape targets) may differ with the same dtype and
             # shape, e.g. Shape(x) once x's batch is fixed.
-            values = any(i is None or i.dtype is None or not i.dtype.is_floating
-                         for i in new_infos(new, name))
-            if values or infos != before_infos:
+            values = any(i.dtype is None or not i.dtype.is_floating for i in infos)
+            if values or infos != _node_infos(result, name):
                 stale.update(u for u in graph._users.get(name, ()) if u in known)
         if not stale:
             return new
@@ -419,11 +411,7 @@ class _Inference:
             self.opaque_infos[name] = infos
             self.done.add(name)
         if boundary:
-            ordered = [n for n in self.nodes if n in boundary]
-            try:
-                self._placeholders(ordered, safe=False)
-            except Exception:  # a dtype TF refuses in a Placeholder
-                self._placeholders(ordered, safe=True)
+            self._stand_ins([n for n in self.nodes if n in boundary])
         self.incremental = True
         return [n for n in self.nodes if n in subset]
 
@@ -481,11 +469,15 @@ class _Inference:
             return
         for name in names:
             self.opaque_infos[name] = self._opaque_outputs(name)
+        self._stand_ins(names)
+        self.done.update(names)
+
+    def _stand_ins(self, names: list[str]) -> None:
+        """Placeholders with the ``opaque_infos`` of ``names``."""
         try:
             self._placeholders(names, safe=False)
         except Exception:  # a dtype TF refuses in a Placeholder: float32, unknown shape
             self._placeholders(names, safe=True)
-        self.done.update(names)
 
     def _placeholders(self, names: list[str], safe: bool) -> None:
         chunks, refs = [], []

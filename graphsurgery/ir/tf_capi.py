@@ -20,6 +20,8 @@ from ctypes import POINTER, c_char_p, c_int, c_int64, c_size_t, c_void_p
 from pathlib import Path
 from typing import Any
 
+from . import proto
+
 
 class _Output(ctypes.Structure):
     _fields_ = [("oper", c_void_p), ("index", c_int)]
@@ -113,45 +115,8 @@ def registered_ops() -> frozenset[str]:
             data = ctypes.string_at(buf.contents.data, buf.contents.length)
         finally:
             _LIB.TF_DeleteBuffer(buf)
-        _OPS = frozenset(_op_names(data))
+        _OPS = frozenset(op.name for op in proto.OpList.FromString(data).op)
     return _OPS
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = data[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, i
-        shift += 7
-
-
-def _op_names(data: bytes) -> list[str]:
-    """``OpList.op[*].name`` from the serialized ``OpList``: field 1 of field 1."""
-    names, i = [], 0
-    while i < len(data):
-        key, i = _varint(data, i)
-        size, i = _varint(data, i) if key & 7 == 2 else (0, i)
-        if key == (1 << 3) | 2:
-            j, end = i, i + size
-            while j < end:
-                k, j = _varint(data, j)
-                n, j = _varint(data, j) if k & 7 == 2 else _skip(data, j, k & 7)
-                if k == (1 << 3) | 2:
-                    names.append(data[j:j + n].decode())
-                    break
-                j += n
-        i += size
-    return names
-
-
-def _skip(data: bytes, j: int, wire: int) -> tuple[int, int]:
-    """(0, next position) past a non length-delimited value."""
-    if wire == 0:
-        return 0, _varint(data, j)[1]
-    return 0, j + (8 if wire == 1 else 4)
 
 
 class CGraph:
