@@ -245,6 +245,8 @@ def match_product(graph: Graph, infos: Shapes, root: TensorRef,
     if shape is None or len(shape) != 5:
         return None
     n, kh, kw, cin, cout = shape
+    if cin == 1 and cout == 1:
+        return None  # a style and a demodulation factor would have the same shape
     leaves = mul_leaves(graph, root)
     if len(leaves) < 2:
         return None
@@ -260,7 +262,7 @@ def match_product(graph: Graph, infos: Shapes, root: TensorRef,
             d_leaves.append(leaf)
         else:
             return None
-    if cin == 1 or cout == 1 or len(s_leaves) != 1 or len(d_leaves) > 1 or not consts:
+    if len(s_leaves) != 1 or len(d_leaves) > 1 or not consts:
         return None
     key = ("w", tuple(consts), (kh, kw, cin, cout))
     w = None if cache is None else cache.get(key)

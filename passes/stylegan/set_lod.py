@@ -107,10 +107,18 @@ class SetLod(Pass):
         if not nodes:
             log.info("%s: no lod constant (not a progressive-growing graph)", self.id)
             return
+        was = set()
         for node in nodes:
             current = np.asarray(graph.const_value(node.output()))
             value = np.asarray(self.lod, dtype=current.dtype)
             if current == value:
                 continue
             rw.set_attr(node, "value", value)
+            was.add(float(current))
             log.info("%s: %s = %s (was %s)", self.id, node.name, value, current)
+        if was:
+            # The output now differs from what the frozen graph computed: say so by default.
+            old = ", ".join(f"{v:g}" for v in sorted(was))
+            hint = f" (option lod={old} keeps its output)" if len(was) == 1 else ""
+            log.warning("%s: lod set to %g; the graph was frozen at lod %s%s",
+                        self.id, self.lod, old, hint)

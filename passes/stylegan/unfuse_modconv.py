@@ -53,7 +53,10 @@ class UnfuseModConv(Pass):
 
     The up-sampling layers become ``Mul(Conv2DBackpropInput(sizes, Const flip(w)^T
     [3,3,Cout,Cin], xs), d4)`` feeding the FIR filter exactly as the grouped one did (the
-    fused form applies ``d`` inside the weight, i.e. before the FIR step as well).
+    fused form applies ``d`` inside the weight, i.e. before the FIR step as well). With a
+    batch above 1, a FIR filter already lowered to ``Pad`` and a depthwise conv on the
+    batch-folded ``[1, N*Cout, H, W]`` tensor is rebuilt on the per-sample one, so the batch
+    never sits in the channels (in NHWC that fold would be a ``Transpose``).
     """
 
     nonfused = Option(bool, True, "also give non-fused demodulations the MatMul form")
@@ -202,6 +205,11 @@ class UnfuseModConv(Pass):
         if m.y_dst is not None:
             rw.replace_uses(m.y_dst, y)
             return m.y_dst.node
+        if nchw and n > 1:
+            unfolded = self._per_channel_tail(graph, rw, infos, conv.output(), y, n, cout, base)
+            if unfolded is not None:
+                rw.replace_uses(unfolded[0], unfolded[1])
+                return unfolded[0].node
         if nchw:
             # Same element order: a Reshape consumer can read the per-sample tensor directly.
             users = graph.consumers(conv.output())
@@ -216,6 +224,50 @@ class UnfuseModConv(Pass):
             folded = self._reshape(rw, t, m.out_shape, dtype, f"{base}/fold")
         rw.replace_uses(conv.output(), folded)
         return conv.name
+
+    def _per_channel_tail(self, graph: Graph, rw: Rewriter, infos: dict, out: TensorRef,
+                          y: TensorRef, n: int, cout: int,
+                          base: str) -> tuple[TensorRef, TensorRef] | None:
+        """Ops after a batch-folded NCHW convolution that treat every channel alike, up to
+        the ``Reshape`` that unfolds the batch again (StyleGAN2's FIR filter after the
+        up-sampling conv: ``Pad`` then a depthwise conv whose filter repeats per sample).
+
+        Rebuilds them on the per-sample ``y`` ``[N, Cout, H, W]`` so the batch never moves
+        into the channels: returns (the unfolding reshape's output, its replacement), or
+        None when the chain is anything else.
+        """
+        chain: list[Node] = []
+        cur = out
+        while True:
+            users = graph.consumers(cur)
+            if len(users) != 1 or cur in graph.outputs or graph.control_users(cur.node):
+                return None
+            node, i = users[0]
+            if i != 0:
+                return None
+            shape = mc.shape_of(graph, infos, node.output())
+            if node.op == "Reshape":
+                src = mc.shape_of(graph, infos, cur)
+                if (src is None or shape is None or len(src) != 4
+                        or shape != (n, cout, src[2], src[3]) or not chain):
+                    return None
+                unfold = node
+                break
+            if not _channelwise(graph, node, n, cout):
+                return None
+            chain.append(node)
+            cur = node.output()
+        t = y
+        for node in chain:
+            ins = list(node.data_inputs)
+            ins[0] = t
+            if node.op == "DepthwiseConv2dNative":
+                filt = np.asarray(graph.const_value(ins[1]))[:, :, :cout]
+                ins[1] = rw.const(np.ascontiguousarray(filt), name=f"{base}/{_leaf(node)}/filter"
+                                  ).output()
+            attrs = {k: node.attr(k) for k in node.attr_names if not k.startswith("_")}
+            t = rw.add_node(node.op, ins, attrs, name=f"{base}/{_leaf(node)}").output()
+        return unfold.output(), t
 
     def _rewrite_sum(self, graph: Graph, rw: Rewriter, infos: dict, node: Node,
                      prod: mc.Product) -> str:
@@ -233,3 +285,28 @@ class UnfuseModConv(Pass):
 
 def _scope(node: Node) -> str:
     return node.name.rsplit("/", 1)[0] if "/" in node.name else node.name
+
+
+def _leaf(node: Node) -> str:
+    return node.name.rsplit("/", 1)[-1]
+
+
+def _channelwise(graph: Graph, node: Node, n: int, cout: int) -> bool:
+    """``node`` (reading a batch-folded NCHW ``[1, N*Cout, H, W]`` tensor as input 0) does
+    the same to every channel and keeps the channel count: a spatial ``Pad`` or a depthwise
+    convolution (multiplier 1) whose constant filter repeats with period ``Cout``."""
+    ins = node.data_inputs
+    if mc.channel_axis(node) != 1 and node.op == "DepthwiseConv2dNative":
+        return False
+    if node.op in ("Pad", "PadV2"):
+        pads = mc.const_value(graph, ins[1])
+        if pads is None or pads.shape != (4, 2) or np.any(pads[:2] != 0):
+            return False
+        return node.op == "Pad" or mc.scalar_const(graph, ins[2]) is not None
+    if node.op == "DepthwiseConv2dNative" and len(ins) == 2 and graph.is_const(ins[1]):
+        filt = np.asarray(graph.const_value(ins[1]))
+        if filt.ndim != 4 or filt.shape[2:] != (n * cout, 1):
+            return False
+        per = filt.reshape(filt.shape[0], filt.shape[1], n, cout)
+        return bool(np.all(per == per[:, :, :1]))
+    return False

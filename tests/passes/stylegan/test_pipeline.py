@@ -28,24 +28,25 @@ TINY = [
 
 
 @functools.cache
-def _reference(name: str) -> tuple[dict, np.ndarray]:
+def _reference(name: str, batch: int = 1) -> tuple[dict, np.ndarray]:
     original = zoo.load(name)
-    feeds = random_feeds(original, seed=1)
+    feeds = random_feeds(original, seed=1, batch=batch)
     with ReferenceRunner(original, noise="seeded", seed=0) as ref:
         return feeds, ref.run(feeds)[0]
 
 
-def convert(name, tmp_path, *, noise="const", quantize="fp32", **options):
+def convert(name, tmp_path, *, noise="const", quantize="fp32", batch=1, **options):
     graph = zoo.load(name)
     ops_before = graph.op_counts()
     pipeline = gs.Pipeline.preset("stylegan-to-tflite")
     pipeline.set_options("stylegan::noise", mode=noise)
+    pipeline.set_options("core::set_batch", size=batch)
     for pass_id, opts in options.items():
         pipeline.set_options(pass_id.replace("__", "::"), **opts)
     pipeline.run(graph)
     path = tmp_path / f"{name}-{noise}-{quantize}.tflite"
     convert_tflite(graph, path, quantize=quantize)
-    feeds, reference = _reference(name)
+    feeds, reference = _reference(name, batch)
     with TFLiteRunner(path) as lite:
         (out,) = lite.run(with_seeded_noise(graph, feeds))
     return graph, ops_before, audit_tflite(path), reference, out
@@ -79,6 +80,19 @@ def test_nhwc_output_has_no_transpose_at_all(tmp_path):
     assert audit.clean and audit.transpose_count == 0
     cmp = compare(reference, np.transpose(out, (0, 3, 1, 2)))
     assert cmp.psnr >= 60, cmp
+
+
+@pytest.mark.parametrize("name", ["sg2-tiny", "sg2-tiny-cuda"])
+def test_batch_2_keeps_the_batch_out_of_the_channels(tmp_path, name):
+    """With a batch of 2 the fused up-sampling conv folds the batch into its channels and
+    its FIR filter runs on the folded tensor; in NHWC that fold would be a TRANSPOSE."""
+    graph, _, audit, reference, out = convert(name, tmp_path, batch=2)
+    assert audit.clean, audit.violations
+    assert audit.transpose_count == 1  # the NCHW output boundary only
+    assert {graph.shape(d.data_inputs[0])[0] for d in graph.nodes("DepthwiseConv2dNative")} == {2}
+    assert reference.shape[0] == 2
+    cmp = compare(reference, out)
+    assert cmp.rel_max_abs <= 1e-3 and cmp.psnr >= 60, cmp
 
 
 def test_uint8_output(tmp_path):

@@ -85,6 +85,20 @@ def test_stylegan2_and_prepared_graphs_are_left_alone():
         assert not record.changed and g.op_counts() == before
 
 
+def test_changing_a_frozen_lod_warns(caplog):
+    """A graph frozen at lod 1 set to the default lod 0 computes a different image than it
+    did: that is said by default, with the option that keeps the graph's output."""
+    g = reference_at("sg1-tiny", 1.0)
+    with caplog.at_level("WARNING", logger="graphsurgery"):
+        assert run_pass(g, PASS).changed
+    (rec,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "frozen at lod 1" in rec.getMessage() and "lod=1" in rec.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="graphsurgery"):
+        assert not run_pass(zoo.load("sg1-tiny"), PASS).changed  # frozen at 0: nothing said
+    assert not caplog.records
+
+
 def test_negative_lod_is_a_usage_error():
     g = zoo.load("sg1-tiny")
     with pytest.raises(UsageError, match="lod must be"):

@@ -138,6 +138,55 @@ def test_batch2(name):
     assert cmp.psnr > 100
 
 
+def test_batch2_fir_after_the_up_conv_reads_the_per_sample_tensor():
+    """Batch 2, with the FIR filter already lowered (Pad, depthwise conv on the batch-folded
+    [1, 2*C, H, W] tensor, Reshape back to [2, C, H, W]): the pass rebuilds the FIR on the
+    per-sample conv output, so no Reshape folds the batch into the channels any more."""
+    g = zoo.load("sg2-tiny")
+    for pass_id in (*PREP, "stylegan::raise_upfirdn2d_ref", "stylegan::lower_upfirdn2d"):
+        run_pass(g, pass_id, **({"size": 2} if pass_id == "core::set_batch" else {}))
+    before = g.copy()
+
+    def folded(graph):  # 4-D tensors with a batch of 1 (the batch-folded ones)
+        return sorted(t.node for t, info in graph.infer().items()
+                      if info.shape is not None and len(info.shape) == 4 and info.shape[0] == 1
+                      and graph.node(t.node).op != "Const")
+
+    fir = [d for d in g.nodes("DepthwiseConv2dNative") if "Conv0_up" in d.name]
+    widths = [g.shape(d.data_inputs[0])[1] for d in fir]
+    assert len(fir) == 2 and all(g.shape(d.data_inputs[0])[0] == 1 for d in fir)
+    assert folded(g)
+    run_pass(g, PASS)
+    fir = [d for d in g.nodes("DepthwiseConv2dNative") if "Conv0_up" in d.name]
+    assert [g.shape(d.data_inputs[0])[:2] for d in fir] == [(2, c // 2) for c in widths]
+    assert [g.const_shape(d.data_inputs[1].node)[2] for d in fir] == [c // 2 for c in widths]
+    assert folded(g) == []
+    feeds = random_feeds(before, seed=1, batch=2)
+    (cmp,) = assert_equivalent(before, g, feeds=feeds, max_rel=1e-4)
+    assert cmp.psnr > 100
+
+
+def test_single_channel_output():
+    """A grayscale generator (num_channels=1): ToRGB's modulated 1x1 conv has one output
+    channel, so its weight product is [N, 1, 1, Cin, 1]; it is unfused like the others."""
+    from dataclasses import replace
+
+    from graphsurgery.ir.io import load
+    from graphsurgery.zoo import stylegan2
+
+    model = stylegan2.build_gs(replace(stylegan2.TINY, num_channels=1))
+    original = load(model.graph_def, inputs=model.inputs, outputs=model.outputs)
+    g = original.copy()
+    for pass_id in PREP:
+        run_pass(g, pass_id)
+    torgb = [c.name for c in g.nodes("Conv2D") if "/ToRGB/" in c.name]
+    assert len(torgb) == 3 and set(runtime_filter_convs(g)) >= set(torgb)
+    run_pass(g, PASS)
+    assert runtime_filter_convs(g) == [] and rank5(g) == []
+    (cmp,) = assert_equivalent(original, g, max_rel=1e-4)
+    assert cmp.psnr > 100
+
+
 # ------------------------------------------------------------------ hand-built graphs
 def _modconv_graph(n, cin, cout, k, perm=(1, 2, 3, 0, 4), demod=True):
     """Fused modconv (Conv2D, NCHW) built with a Rewriter; ``perm`` regroups the weight."""
