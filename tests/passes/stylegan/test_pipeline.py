@@ -82,6 +82,77 @@ def test_nhwc_output_has_no_transpose_at_all(tmp_path):
     assert cmp.psnr >= 60, cmp
 
 
+def _variant(kind: str, **changes):
+    """A zoo graph built from a tiny preset config with ``changes``."""
+    from dataclasses import replace
+
+    from graphsurgery.ir.io import load
+    from graphsurgery.zoo import stylegan1, stylegan2
+
+    if kind == "sg1":
+        model = stylegan1.build_stylegan1(replace(stylegan1.PRESETS["sg1-tiny"], **changes))
+    else:
+        model = stylegan2.build_gs(replace(stylegan2.TINY, **changes))
+    return load(model.graph_def, inputs=model.inputs, outputs=model.outputs)
+
+
+def _prefixed(name: str, prefix: str):
+    """Zoo graph ``name`` with every node renamed under ``prefix`` (as the original code's
+    ``Network.get_output_for`` scopes a graph built twice)."""
+    from graphsurgery.ir.io import load
+
+    model = zoo.build(name)
+    gd = type(model.graph_def)()
+    gd.CopyFrom(model.graph_def)
+    for node in gd.node:
+        node.name = prefix + node.name
+        node.input[:] = [f"^{prefix}{i[1:]}" if i.startswith("^") else prefix + i
+                         for i in node.input]
+        for i, loc in enumerate(node.attr["_class"].list.s if "_class" in node.attr else []):
+            node.attr["_class"].list.s[i] = loc.replace(b"loc:@", b"loc:@" + prefix.encode())
+    return load(gd, inputs=[prefix + i for i in model.inputs],
+                outputs=[prefix + o for o in model.outputs])
+
+
+VARIANTS = {
+    # configurations no preset has, each of which once broke or could break a pass
+    "sg1 without truncation": lambda: _variant("sg1", truncation_psi=None),
+    "sg1 psi on every layer": lambda: _variant("sg1", truncation_cutoff=None),
+    "sg1 fixed batch 1": lambda: _variant("sg1", batch=1),
+    "sg1 linear, constant noise": lambda: _variant("sg1", structure="linear",
+                                                   randomize_noise=False),
+    "sg2 grayscale": lambda: _variant("sg2", num_channels=1),
+    "sg2 fixed batch 2": lambda: _variant("sg2", batch=2),
+    "sg2 orig, custom ops": lambda: _variant("sg2", architecture="orig", impl="cuda"),
+    "sg2 resnet, non-fused, custom ops": lambda: _variant(
+        "sg2", architecture="resnet", fused_modconv=False, impl="cuda"),
+    "sg2 without truncation": lambda: _variant("sg2", truncation_psi=None),
+    "sg1 under Gs/_Run/": lambda: _prefixed("sg1-tiny", "Gs/_Run/Gs/"),
+    "sg2 custom ops under Gs/_Run/": lambda: _prefixed("sg2-tiny-cuda", "Gs/_Run/Gs/"),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_structural_variants(tmp_path, variant):
+    """Graphs the way other configurations of the original code freeze them."""
+    original = VARIANTS[variant]()
+    batch = original.static_shape(original.inputs[0])[0]
+    feeds = random_feeds(original, seed=1, batch=batch if batch and batch > 0 else 1)
+    with ReferenceRunner(original, noise="seeded", seed=0) as ref:
+        (reference,) = ref.run(feeds)
+    graph = original.copy()
+    gs.Pipeline.preset("stylegan-to-tflite").run(graph)
+    path = tmp_path / "model.tflite"
+    convert_tflite(graph, path)
+    audit = audit_tflite(path)
+    assert audit.clean, audit.violations
+    assert audit.transpose_count <= 1 and audit.nonconst_weights == []
+    with TFLiteRunner(path) as lite:
+        (out,) = lite.run(with_seeded_noise(graph, feeds))
+    cmp = compare(reference, out)
+    assert cmp.rel_max_abs <= 1e-3 and cmp.psnr >= 60, cmp
+
+
 @pytest.mark.parametrize("name", ["sg2-tiny", "sg2-tiny-cuda"])
 def test_batch_2_keeps_the_batch_out_of_the_channels(tmp_path, name):
     """With a batch of 2 the fused up-sampling conv folds the batch into its channels and
