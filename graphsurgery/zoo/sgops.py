@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
+
+from graphsurgery.zoo._lazy import tf
 
 SQRT2 = float(np.sqrt(2.0))
 

@@ -32,11 +32,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from graphsurgery.zoo import BuiltModel, ResolutionMixin, register_presets, sgops
-
-_V1 = tf.compat.v1
+from graphsurgery.zoo._lazy import tf, v1
 
 
 @dataclass(frozen=True)
@@ -92,8 +90,8 @@ class _Params:
             trainable: bool = True) -> tf.Tensor:
         value = (self.rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
                  + np.float32(mean))
-        var = _V1.get_variable(name, shape=shape, dtype=tf.float32,
-                               initializer=_V1.zeros_initializer(), trainable=trainable,
+        var = v1.get_variable(name, shape=shape, dtype=tf.float32,
+                               initializer=v1.zeros_initializer(), trainable=trainable,
                                use_resource=False)
         self.values.append((var, value))
         if trainable:
@@ -147,7 +145,7 @@ class _Builder:
         out = sgops.modulated_conv2d(x, w, s, demodulate=demodulate, fused=cfg.fused_modconv,
                                      up=up, resample_kernel=cfg.resample_kernel, impl=cfg.impl,
                                      parts=parts)
-        scope = _V1.get_variable_scope().name
+        scope = v1.get_variable_scope().name
         info = {
             "weight": f"{scope}/weight", "mod_weight": f"{scope}/mod_weight",
             "mod_bias": f"{scope}/mod_bias", "effective_weight": w.name, "style": s.name,
@@ -170,7 +168,7 @@ class _Builder:
         strength = self.p.get("noise_strength", [], std=0.1)
         x += noise * strength
         x = self.bias_act(x, act="lrelu")
-        scope = _V1.get_variable_scope().name
+        scope = v1.get_variable_scope().name
         info.update(layer_idx=layer_idx, scope=scope, res=int(x.shape[2]), kernel=kernel,
                     up=up, fmaps=fmaps, noise=noise.name, noise_node=noise_node,
                     noise_strength=f"{scope}/noise_strength", bias=f"{scope}/bias",
@@ -180,12 +178,12 @@ class _Builder:
 
     def torgb(self, x: tf.Tensor, y: tf.Tensor | None, dl: tf.Tensor, res: int) -> tf.Tensor:
         cfg = self.cfg
-        with _V1.variable_scope("ToRGB"):
+        with v1.variable_scope("ToRGB"):
             t, info = self.modconv(x, dl[:, res * 2 - 3], fmaps=cfg.num_channels, kernel=1,
                                    demodulate=False)
             t = self.bias_act(t)
             out = t if y is None else y + t
-            info.update(layer_idx=res * 2 - 3, scope=_V1.get_variable_scope().name,
+            info.update(layer_idx=res * 2 - 3, scope=v1.get_variable_scope().name,
                         res=2**res, rgb=t.name, out=out.name)
             self.torgb_info.append(info)
             return out
@@ -194,18 +192,18 @@ class _Builder:
 
     def mapping(self, latents_in: tf.Tensor, labels_in: tf.Tensor) -> tf.Tensor:
         cfg = self.cfg
-        with _V1.variable_scope("G_mapping"):
+        with v1.variable_scope("G_mapping"):
             x = tf.identity(latents_in, name="latents_in")
             tf.identity(labels_in, name="labels_in")  # label_size 0: unused, as in Gs
-            with _V1.variable_scope("Normalize"):
+            with v1.variable_scope("Normalize"):
                 x = sgops.pixel_norm(x)
             for layer_idx in range(cfg.mapping_layers):
-                with _V1.variable_scope(f"Dense{layer_idx}"):
+                with v1.variable_scope(f"Dense{layer_idx}"):
                     last = layer_idx == cfg.mapping_layers - 1
                     fmaps = cfg.dlatent_size if last else cfg.mapping_fmaps
                     x = self.dense(x, fmaps, lrmul=cfg.mapping_lrmul)
                     x = self.bias_act(x, act="lrelu", lrmul=cfg.mapping_lrmul)
-            with _V1.variable_scope("Broadcast"):
+            with v1.variable_scope("Broadcast"):
                 x = tf.tile(x[:, tf.newaxis], [1, cfg.num_layers, 1])
             return tf.identity(x, name="dlatents_out")
 
@@ -213,13 +211,13 @@ class _Builder:
         cfg = self.cfg
         if cfg.truncation_psi is None:
             return dlatents
-        with _V1.variable_scope("Truncation"):
+        with v1.variable_scope("Truncation"):
             layer_idx = np.arange(cfg.num_layers)[np.newaxis, :, np.newaxis]
             layer_psi = np.ones(layer_idx.shape, dtype=np.float32)
             if cfg.truncation_cutoff is None:
                 layer_psi *= np.float32(cfg.truncation_psi)
             else:
-                layer_psi = _V1.where(layer_idx < cfg.truncation_cutoff,
+                layer_psi = v1.where(layer_idx < cfg.truncation_cutoff,
                                       layer_psi * np.float32(cfg.truncation_psi), layer_psi)
             return sgops.lerp(dlatent_avg, dlatents, layer_psi)
 
@@ -228,7 +226,7 @@ class _Builder:
         nf = cfg.nf
         rlog2 = cfg.resolution_log2
         arch = cfg.architecture
-        with _V1.variable_scope("G_synthesis"):
+        with v1.variable_scope("G_synthesis"):
             dl = tf.identity(dlatents, name="dlatents_in")
             dl.set_shape([cfg.batch, cfg.num_layers, cfg.dlatent_size])
             noise_inputs = []
@@ -238,32 +236,32 @@ class _Builder:
                                                trainable=False))
 
             y = None
-            with _V1.variable_scope("4x4"):
-                with _V1.variable_scope("Const"):
+            with v1.variable_scope("4x4"):
+                with v1.variable_scope("Const"):
                     x = self.p.get("const", [1, nf(1), 4, 4])
                     x = tf.tile(x, [tf.shape(dl)[0], 1, 1, 1])
-                with _V1.variable_scope("Conv"):
+                with v1.variable_scope("Conv"):
                     x = self.layer(x, dl, 0, nf(1), 3, noise_inputs)
                 if arch == "skip":
                     y = self.torgb(x, y, dl, 2)
                     self.skip_images[4] = y.name
 
             for res in range(3, rlog2 + 1):
-                with _V1.variable_scope(f"{2**res}x{2**res}"):
+                with v1.variable_scope(f"{2**res}x{2**res}"):
                     t = x
-                    with _V1.variable_scope("Conv0_up"):
+                    with v1.variable_scope("Conv0_up"):
                         x = self.layer(x, dl, res * 2 - 5, nf(res - 1), 3, noise_inputs,
                                        up=True)
-                    with _V1.variable_scope("Conv1"):
+                    with v1.variable_scope("Conv1"):
                         x = self.layer(x, dl, res * 2 - 4, nf(res - 1), 3, noise_inputs)
                     if arch == "resnet":
-                        with _V1.variable_scope("Skip"):
+                        with v1.variable_scope("Skip"):
                             w = self.get_weight([1, 1, int(t.shape[1]), nf(res - 1)])
                             t = sgops.upsample_conv_2d(t, w, k=cfg.resample_kernel,
                                                        impl=cfg.impl)
                             x = (x + t) * np.float32(1 / np.sqrt(2))
                     if arch == "skip":
-                        with _V1.variable_scope("Upsample"):
+                        with v1.variable_scope("Upsample"):
                             y = sgops.upsample_2d(y, k=cfg.resample_kernel, impl=cfg.impl)
                     if arch == "skip" or res == rlog2:
                         y = self.torgb(x, y, dl, res)
@@ -275,9 +273,9 @@ class _Builder:
         cfg = self.cfg
         graph = tf.Graph()
         with graph.as_default():
-            latents_in = _V1.placeholder(tf.float32, [cfg.batch, cfg.latent_size],
+            latents_in = v1.placeholder(tf.float32, [cfg.batch, cfg.latent_size],
                                          name="latents_in")
-            labels_in = _V1.placeholder(tf.float32, [cfg.batch, 0], name="labels_in")
+            labels_in = v1.placeholder(tf.float32, [cfg.batch, 0], name="labels_in")
             dlatent_avg = self.p.get("dlatent_avg", [cfg.dlatent_size], std=0.5,
                                      trainable=False)
             dlatents = self.mapping(latents_in, labels_in)
@@ -287,13 +285,13 @@ class _Builder:
 
             standins = sgops.custom_op_standins(graph)
             keep = ["images_out", "labels_in"]
-            with _V1.Session(graph=graph) as sess:
+            with v1.Session(graph=graph) as sess:
                 self.p.load(sess)
-                frozen = _V1.graph_util.convert_variables_to_constants(
+                frozen = v1.graph_util.convert_variables_to_constants(
                     sess, graph.as_graph_def(), keep + sgops.standin_keep_nodes(standins))
         if standins:
             frozen = sgops.materialize_custom_ops(frozen, standins)
-        frozen = _V1.graph_util.extract_sub_graph(frozen, keep)
+        frozen = v1.graph_util.extract_sub_graph(frozen, keep)
         meta = self.meta(standins)
         return frozen, meta
 

@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from graphsurgery import zoo  # noqa: E402
-from graphsurgery.zoo import tf2  # noqa: E402
+from graphsurgery.zoo import tf2, tf2_module  # noqa: E402
 
 tf = pytest.importorskip("tensorflow")
 
@@ -75,7 +75,7 @@ def test_upsample_matches_upfirdn():
     rng = np.random.default_rng(2)
     x = rng.standard_normal([1, 5, 5, 3]).astype(np.float32)
     k = np.outer([1, 3, 3, 1], [1, 3, 3, 1]).astype(np.float32) / 64 * 4
-    got = tf2._upsample_2d(tf.constant(x), k).numpy()
+    got = tf2_module._upsample_2d(tf.constant(x), k).numpy()
     # upfirdn2d(up=2, pad=(2, 1)): zero insertion, pad, true convolution with k
     z = np.zeros([1, 10, 10, 3])
     z[:, ::2, ::2] = x
