@@ -868,6 +868,9 @@ class _Converter:
             if link.seed and members:
                 self.seeded.add(self.find(members[0]))
         if not self.seeded:
+            if self.output_layout == "NHWC":  # an NHWC graph may still end in NCHW
+                self._graph_outputs()
+                self.rw.erase_dead(self.dead - {t.node for t in graph.outputs})
             return self.report
         self.seeded = {r for r in self.seeded if self.find(r) == r}
         self._graph_inputs()
@@ -902,6 +905,10 @@ class _Converter:
     def _graph_outputs(self) -> None:
         for t in dict.fromkeys(self.graph.outputs):
             cur, lay = self.value.get(t, (t, False))
+            if self.output_layout == "NHWC" and not lay:
+                nhwc = self._nhwc_source(cur)
+                if nhwc is not None:
+                    cur, lay = nhwc, True
             want = lay if self.output_layout == "NHWC" else False
             if cur == t and lay == want:
                 continue
@@ -916,6 +923,26 @@ class _Converter:
             declared = install_output(self.graph, self.rw, t, final, suffix="nhwc")
             if lay != want:
                 self.report.conversions[-1].node = declared.node
+
+
+    def _nhwc_source(self, t: TensorRef) -> TensorRef | None:
+        """The NHWC tensor that ``t`` is a 4-D ``Transpose([0, 3, 1, 2])`` of (through
+        identities), the way an NHWC network hands out an NCHW image; else None."""
+        node = self.graph.node(t.node)
+        # (a SavedModel's output Identity waits on the captured constants: no ordering)
+        while t.port == 0 and node.op == "Identity" and all(
+                self.graph.node(c).op == "Const" for c in node.control_inputs):
+            t = node.data_inputs[0]
+            node = self.graph.node(t.node)
+        if t.port != 0 or node.op != "Transpose" or self.rank(t) != 4:
+            return None
+        perm = node.data_inputs[1]
+        if not self.graph.is_const(perm) or tuple(
+                int(p) for p in self.graph.const_value(perm)) != P_INV:
+            return None
+        self.dead.add(node.name)
+        self.report.removed_transposes.append(node.name)
+        return node.data_inputs[0]
 
 
 _DEFAULT = Handler()
@@ -938,7 +965,9 @@ class ToNHWC(Pass):
     reductions, reshapes, tiles, pads, slices, concats, transposes...). Where an op cannot
     follow, an explicit Transpose is kept and reported (INFO). ``output_layout=NCHW`` keeps
     the interface with one Transpose per 4-D output; ``NHWC`` declares NHWC outputs instead
-    (likewise ``input_layout`` for 4-D graph inputs).
+    (likewise ``input_layout`` for 4-D graph inputs). An output that the network itself
+    transposes from NHWC to NCHW (``Transpose([0,3,1,2])``, as TF2 ports hand out their
+    image) is delivered without that Transpose under ``output_layout=NHWC``.
 
     Before::
 

@@ -347,6 +347,30 @@ def test_nhwc_graph_unchanged_and_idempotent() -> None:
     assert not again.changed
 
 
+def test_nhwc_network_with_an_nchw_output_gives_nhwc_on_request() -> None:
+    """An NHWC network (a TF2 port) that transposes its image to NCHW at the end: the
+    default keeps that interface; output_layout=NHWC drops the final Transpose."""
+    rng = np.random.default_rng(7)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, 4, 4, 3], name="x")
+        y = tf.nn.conv2d(x, _w(rng, 3, 3, 3, 3), [1, 1, 1, 1], "SAME")
+        img = tf.transpose(y + 1.0, [0, 3, 1, 2])
+        with tf.control_dependencies([_w(rng, 2)]):  # as a SavedModel's output Identity
+            tf.identity(img, name="y")
+    graph = load(g, ["x"], ["y"])
+    before = graph.copy()
+    assert not run_pass(graph, PASS).changed
+    assert graph.op_counts()["Transpose"] == 1
+    record = run_pass(graph, PASS, output_layout="NHWC")
+    assert record.changed and graph.op_counts().get("Transpose", 0) == 0
+    assert graph.shape(graph.outputs[0]) == (1, 4, 4, 3)
+    feeds = random_feeds(before)
+    with ReferenceRunner(before) as a, ReferenceRunner(graph) as b:
+        np.testing.assert_allclose(a.run(feeds)[0].transpose(P), b.run(feeds)[0], rtol=1e-6)
+    assert not run_pass(graph, PASS, output_layout="NHWC").changed
+
+
 # ----------------------------------------------------------------------------- zoo
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stylegan"))
 

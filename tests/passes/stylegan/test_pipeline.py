@@ -74,9 +74,10 @@ def test_tiny_variants_are_clean_and_faithful(tmp_path, name, noise):
     assert cmp.rel_max_abs <= 1e-3 and cmp.psnr >= 60, cmp
 
 
-def test_nhwc_output_has_no_transpose_at_all(tmp_path):
+@pytest.mark.parametrize("name", ["sg2-tiny", "tf2-tiny-savedmodel"])
+def test_nhwc_output_has_no_transpose_at_all(tmp_path, name):
     _, _, audit, reference, out = convert(
-        "sg2-tiny", tmp_path, core__to_nhwc={"output_layout": "NHWC"})
+        name, tmp_path, core__to_nhwc={"output_layout": "NHWC"})
     assert audit.clean and audit.transpose_count == 0
     cmp = compare(reference, np.transpose(out, (0, 3, 1, 2)))
     assert cmp.psnr >= 60, cmp
