@@ -41,6 +41,17 @@ def run_tf(
         return [np.asarray(v) for v in sess.run(fetch, feed)]
 
 
+def assert_runs_alone(code: str, timeout: float = 300) -> None:
+    """Run Python ``code`` in a fresh interpreter (nothing imported yet) and assert that it
+    exits 0; the failure shows the end of its stderr. For checks on what gets imported."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def tf_graph(
     build: Callable[..., Any], *, seed: int = 0, **inputs: Sequence[int]
 ) -> tuple[Graph, dict[str, np.ndarray]]:

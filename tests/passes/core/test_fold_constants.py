@@ -10,7 +10,7 @@ import pytest
 
 import graphsurgery as gs
 from graphsurgery.ir.graph import Graph
-from graphsurgery.testing import check_pass, run_pass, run_tf
+from graphsurgery.testing import assert_runs_alone, check_pass, run_pass, run_tf
 from graphsurgery.tfcompat import control_flow_v1
 
 tf = pytest.importorskip("tensorflow")
@@ -462,8 +462,6 @@ def test_graphs_with_v1_while_loops_are_ordered_despite_back_edges():
 
 def test_folding_does_not_import_tensorflow(tmp_path):
     """The load/fold/save path stays TensorFlow-free (TensorFlow costs ~600 MB of RSS)."""
-    import subprocess
-    import sys
     import textwrap
 
     script = textwrap.dedent(f"""
@@ -486,7 +484,7 @@ def test_folding_does_not_import_tensorflow(tmp_path):
         assert g.node("s").op == "Const", g.node("s")
         assert "tensorflow" not in sys.modules, "TensorFlow was imported"
     """)
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert_runs_alone(script, timeout=120)
 
 
 @pytest.mark.parametrize("name", ["sg1-tiny-fused", "sg2-tiny"])
