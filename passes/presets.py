@@ -74,6 +74,8 @@ def stylegan_to_tflite() -> str:
         # 9. Up-sampling transposed convolutions as phase convolutions, which LiteRT's
         #    XNNPACK runs about twice as fast (needs NHWC).
         "core::polyphase_transpose_conv",
+        #    and StyleGAN2's separable 4x4 FIR filter as two 1-D depthwise convolutions.
+        "core::separable_depthwise",
         # 10. Fewer passes over the big activations: two-op idioms as one op, then chains
         #    of per-channel scalings and shifts (instance norm + style, gain + modulation)
         #    as one multiply and one add.

@@ -11,6 +11,7 @@ from . import (  # noqa: F401
     output_format,
     polyphase_transpose_conv,
     remove_identity,
+    separable_depthwise,
     set_batch,
     strip_training,
     to_nhwc,

@@ -56,6 +56,46 @@ def _phases(size_in: int, size_out: int, kernel: int, stride: int, padding: str)
     return out
 
 
+def _zero_tail(size_in: int, size_out: int, kernel: int, stride: int, padding: str) -> bool:
+    """True when the positions that the phases compute past ``size_out`` (up to the next
+    multiple of ``stride``) receive no kernel tap: they are zeros (VALID padding)."""
+    if padding == "VALID":
+        top = 0
+    else:
+        expected = -(-size_out // stride)
+        top = max((expected - 1) * stride + kernel - size_out, 0) // 2
+    full = stride * -(-size_out // stride)
+    return not any(0 <= u + top - i * stride < kernel
+                   for u in range(size_out, full) for i in range(size_in))
+
+
+def _pad_after(graph: Graph, node: Node, crop: tuple[int, ...]) -> Node | None:
+    """The zero ``Pad`` that ``node``'s output reaches through multiplications by
+    per-channel values (single users all along) and that pads at least ``crop`` after the
+    rows and columns: StyleGAN2's FIR filter pads the up-sampling conv's output right
+    after it is cropped and demodulated. None when there is no such Pad."""
+    cur = node.output()
+    while True:
+        users = graph.consumers(cur)
+        if len(users) != 1 or cur in graph.outputs:
+            return None
+        user, i = users[0]
+        if user.op != "Mul":
+            break
+        other = graph.shape(user.data_inputs[1 - i])
+        if other is None or len(other) > 4:
+            return None
+        if any(d != 1 for d in ((1,) * (4 - len(other)) + tuple(other))[1:3]):
+            return None  # an operand over the image would not fit the uncropped tensor
+        cur = user.output()
+    if user.op != "Pad" or i != 0 or not graph.is_const(user.data_inputs[1]):
+        return None
+    pads = np.asarray(graph.const_value(user.data_inputs[1]))
+    if pads.shape != (4, 2) or pads[1, 1] < crop[0] or pads[2, 1] < crop[1]:
+        return None
+    return user
+
+
 @register_pass("core::polyphase_transpose_conv")
 class PolyphaseTransposeConv(Pass):
     """Rewrite a strided ``Conv2DBackpropInput`` (TFLite ``TRANSPOSE_CONV``) as one
@@ -67,7 +107,10 @@ class PolyphaseTransposeConv(Pass):
     phase is an ordinary convolution: LiteRT's XNNPACK runs those about twice as fast as
     its ``TRANSPOSE_CONV`` with VALID padding and an odd output (StyleGAN2's up-sampling
     convolutions), and faster with SAME padding too (StyleGAN's fused up-scale). The
-    multiplies are the same products summed in another order. Needs NHWC (run it after
+    multiplies are the same products summed in another order. An output size that is not
+    a multiple of the stride needs a crop, unless the rows and columns past it are zeros
+    (VALID padding) and a zero ``Pad`` follows (through per-channel multiplications), as
+    StyleGAN2's FIR filter does: that Pad then pads less instead. Needs NHWC (run it after
     ``core::to_nhwc``), a constant filter and sizes, equal strides, no dilation, and at
     least one tap per phase (kernel >= stride); other nodes are left alone.
 
@@ -92,7 +135,7 @@ class PolyphaseTransposeConv(Pass):
 
     def _plan(
         self, graph: Graph, node: Node
-    ) -> tuple[int, list[_Phase], list[_Phase], tuple[int, int, int, int]] | None:
+    ) -> tuple[int, list[_Phase], list[_Phase], tuple[int, int, int, int], Node | None] | None:
         why = self._skip_reason(graph, node)
         if why is not None:
             log.debug("core::polyphase_transpose_conv: %s: %s", node.name, why)
@@ -113,7 +156,12 @@ class PolyphaseTransposeConv(Pass):
             return None
         out = graph.shape(node.output())
         batch = out[0] if out is not None and len(out) == 4 else -1
-        return stride, rows, cols, (batch, sizes[1], sizes[2], sizes[3])
+        crop = tuple(stride * -(-n // stride) - n for n in sizes[1:3])
+        pad = None
+        if crop != (0, 0) and all(_zero_tail(shape[a], sizes[a], k, stride, padding)
+                                  for a, k in ((1, kh), (2, kw))):
+            pad = _pad_after(graph, node, crop)
+        return stride, rows, cols, (batch, sizes[1], sizes[2], sizes[3]), pad
 
     def _skip_reason(self, graph: Graph, node: Node) -> str | None:
         if node.attr("data_format", "NHWC") != "NHWC":
@@ -141,6 +189,7 @@ class PolyphaseTransposeConv(Pass):
         rows: list[_Phase],
         cols: list[_Phase],
         out_shape: tuple[int, int, int, int],
+        pad: Node | None,
     ) -> list[str]:
         sizes_ref, filt_ref, x_ref = node.data_inputs
         w = np.asarray(graph.const_value(filt_ref))  # [kh, kw, Co, Ci]
@@ -168,7 +217,12 @@ class PolyphaseTransposeConv(Pass):
                           name=f"{scope}/interleave").output()
         out_hw = out_shape[1:3]
         full = (stride * -(-out_hw[0] // stride), stride * -(-out_hw[1] // stride))
-        if full != out_hw:
+        if pad is not None:
+            # The rows and columns a crop would drop are zeros that the Pad re-adds.
+            pads = np.array(graph.const_value(pad.data_inputs[1]))
+            pads[1:3, 1] -= np.subtract(full, out_hw)
+            rw.set_input(pad, 1, rw.const(pads, name=f"{pad.name}/paddings_uncropped"))
+        elif full != out_hw:
             # Explicit sizes where known: LiteRT's XNNPACK delegate does not take a Slice
             # with a -1 size, and an op left out of it splits the delegated graph.
             begin = rw.const(np.zeros(4, np.int32), name=f"{scope}/crop_begin")

@@ -73,3 +73,33 @@ def test_litert_runs_the_phases_like_the_transposed_convolution(tmp_path):
     assert audit.clean, audit.violations
     ref, got = (TFLiteRunner(m).run(feeds)[0] for m in models)
     np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def _tconv_then_fir(hw, k, padding, out_hw, pads, ci=3, co=4):
+    """Transposed conv -> multiply by a per-channel vector -> zero Pad -> depthwise conv:
+    StyleGAN2's up-sampling conv, demodulation and FIR filter."""
+    rng = np.random.default_rng(hw + k)
+    w = rng.standard_normal((k, k, co, ci)).astype(np.float32)
+    fir = rng.standard_normal((4, 4, co, 1)).astype(np.float32)
+
+    def build(tf, x, d):
+        y = tf.nn.conv2d_transpose(x, w, [1, out_hw, out_hw, co], 2, padding)
+        y = tf.pad(y * tf.reshape(d, [1, 1, 1, co]), [[0, 0], *pads, [0, 0]])
+        return tf.nn.depthwise_conv2d(y, fir, [1, 1, 1, 1], "VALID")
+
+    return tf_graph(build, x=(1, hw, hw, ci), d=(co,))
+
+
+@pytest.mark.parametrize(("padding", "out_hw", "pads", "slices"), [
+    ("VALID", 11, ([1, 1], [1, 1]), 0),  # the cropped zeros are what the Pad adds: no Slice
+    ("VALID", 11, ([2, 0], [2, 0]), 1),  # nothing padded after: the crop stays
+    ("SAME", 9, ([1, 1], [1, 1]), 1),    # odd SAME: the dropped row holds real values
+])
+def test_a_following_pad_takes_the_crop(padding, out_hw, pads, slices):
+    g, feeds = _tconv_then_fir(5, 3, padding, out_hw, pads)
+    after = check_pass(g, PASS, feeds=feeds, atol=1e-5, rtol=1e-5,
+                       after={"Conv2DBackpropInput": 0, "Slice": slices})
+    if not slices:
+        (fir_pad,) = [n for n in after.nodes("Pad") if "/phase" not in n.name]
+        assert after.const_value(fir_pad.data_inputs[1]).tolist() == [
+            [0, 0], [1, 0], [1, 0], [0, 0]]
