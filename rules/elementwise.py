@@ -11,12 +11,15 @@ The rules, in the order they are tried at each node:
   normalisation writes ``d = x - mean; d * rsqrt(mean(square(d)))``; once the square reads
   ``x`` and ``mean`` itself, ``d`` has one use left and ``core::fold_affine_chains`` can
   merge it with the scalings that follow. The same subtraction then squaring, bit for bit.
+* ``noop_reshape``: a ``Reshape`` to its input's own (fully known) static shape -> the
+  input; StyleGAN2 reshapes the FIR filter's output back to the shape it already has.
 * ``bias_first``: ``(p + t) + c`` -> ``(p + c) + t`` when ``p`` is the only use of a
   ``Conv2D``/``DepthwiseConv2dNative``/``MatMul`` output, ``c`` a small constant (a bias)
   and ``t`` a full-size tensor computed at run time (StyleGAN's per-pixel noise term).
   Next to the convolution, the TFLite converter folds the bias into the convolution's own
   bias, and LiteRT makes one pass over the tensor fewer. Addition is reassociated: the
-  same value up to rounding.
+  same value up to rounding. ``bias_first_sub`` does the same for ``(p - t) + c``
+  (StyleGAN2's noise term once its strength is folded into a negated constant).
 """
 
 from __future__ import annotations
@@ -73,20 +76,25 @@ _PRODUCERS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
 
 def _bias_first_ok(m: Match, graph: Graph) -> bool:
+    """``p`` is a convolution's (or MatMul's) only use and gives the output its shape, ``c``
+    is a constant at most 1/16 of it, ``t`` any operand that does not widen ``p``."""
     t = m.root.attr("T")
     if t is None or not t.is_floating:
         return False
     out = shape_of(graph, m.root.output())
-    bias = graph.const_shape(m.tensor("c").node)
+    p = shape_of(graph, m.tensor("p"))
     term = shape_of(graph, m.tensor("t"))
-    if out is None or term is None or min(out, default=0) < 0 or tuple(term) != tuple(out):
+    if out is None or p is None or term is None or min(out, default=0) < 0:
         return False
-    if graph.is_const(m.tensor("t")):
-        return False  # two constants: core::guard_broadcast_folding's case
+    if tuple(p) != tuple(out) or len(term) > len(out):
+        return False
     producer = graph.node(m.tensor("p").node)
     if producer.op not in _PRODUCERS or len(graph.consumers(m.tensor("p"))) != 1:
         return False
+    bias = graph.const_shape(m.tensor("c").node)
     size = int(np.prod(bias, dtype=np.int64))
+    if graph.is_const(m.tensor("t")) and size >= int(np.prod(term, dtype=np.int64)):
+        return False  # two constants: only the smaller moves in (else they swap forever)
     return len(bias) <= len(out) and size * 16 <= int(np.prod(out, dtype=np.int64))
 
 
@@ -105,7 +113,38 @@ BIAS_FIRST = Rule(
     doc="(conv(x) + t) + c -> (conv(x) + c) + t for a small constant c and a full-size t",
 )
 
-RULES = [LEAKY_RELU, SQUARED_DIFFERENCE, BIAS_FIRST]
+
+def _bias_first_sub(b: Builder, m: Match) -> TensorRef:
+    t = m.root.attr("T")
+    inner = b.op("AddV2", m.tensor("p"), m.tensor("c"), T=t)
+    return b.op("Sub", inner, m.tensor("t"), T=t)
+
+
+BIAS_FIRST_SUB = Rule(
+    "bias_first_sub",
+    P("Add|AddV2", P("Sub", Any("p"), Any("t")), P("Const", capture="c"), commutative=True),
+    _bias_first_sub,
+    where=_bias_first_ok,
+    doc="(conv(x) - t) + c -> (conv(x) + c) - t (the noise term folded to a subtraction)",
+)
+
+
+def _same_shape_reshape(m: Match, graph: Graph) -> bool:
+    before = shape_of(graph, m.tensor("x"))
+    after = shape_of(graph, m.root.output())
+    return (before is not None and after is not None and min(before, default=0) >= 0
+            and tuple(before) == tuple(after))
+
+
+NOOP_RESHAPE = Rule(
+    "noop_reshape",
+    P("Reshape", Any("x"), P("Const")),
+    lambda b, m: m.tensor("x"),
+    where=_same_shape_reshape,
+    doc="Reshape(x) to x's own static shape -> x (it hides the producer from bias_first)",
+)
+
+RULES = [LEAKY_RELU, SQUARED_DIFFERENCE, NOOP_RESHAPE, BIAS_FIRST, BIAS_FIRST_SUB]
 
 FuseElementwise = register_rules(
     "core::fuse_elementwise",

@@ -44,9 +44,43 @@ def test_bias_moves_next_to_the_convolution():
     assert reader.op == "AddV2" and any(after.is_const(t) for t in reader.data_inputs)
 
 
-def test_bias_stays_when_the_other_term_is_constant():
-    # x + noise_const + bias is core::guard_broadcast_folding's case: left as it is.
-    noise = _RNG.standard_normal((1, 8, 8, 16)).astype(np.float32)
-    g, _ = tf_graph(lambda tf, x: tf.nn.conv2d(x, _W, 1, "SAME") + noise + _BIAS,
+@pytest.mark.parametrize("noise_shape", [(1, 8, 8, 16), (1, 8, 8, 1)])
+def test_bias_moves_in_front_of_a_constant_noise_map(noise_shape):
+    """conv + noise_const + bias: the bias (the smaller constant) moves next to the conv
+    and the two constants never meet in one op (the converter would fold them into one
+    [1,H,W,C] constant). A noise map subtracted (its strength folded negative) too."""
+    noise = _RNG.standard_normal(noise_shape).astype(np.float32)
+    for build in (lambda tf, x: tf.nn.conv2d(x, _W, 1, "SAME") + noise + _BIAS,
+                  lambda tf, x: tf.nn.conv2d(x, _W, 1, "SAME") - noise + _BIAS):
+        g, feeds = tf_graph(build, x=(1, 8, 8, 4))
+        after = check_pass(g, PASS, feeds=feeds, atol=1e-5, rtol=1e-5)
+        (reader,) = after.users(after.nodes("Conv2D")[0].name)
+        assert reader.op == "AddV2"
+        assert after.const_shape(reader.data_inputs[1].node) == (16,)
+        (outer,) = after.users(reader.name)
+        assert outer.op in ("AddV2", "Sub")
+        assert after.const_shape(outer.data_inputs[1].node) == noise_shape
+
+
+def test_two_equal_sized_constants_stay_put():
+    """Neither constant is the smaller one: nothing moves (and nothing swaps back and
+    forth between rounds)."""
+    other = _RNG.standard_normal((16,)).astype(np.float32)
+    g, _ = tf_graph(lambda tf, x: tf.nn.conv2d(x, _W, 1, "SAME") + other + _BIAS,
                     x=(1, 8, 8, 4))
     check_pass(g, PASS, expect_change=False)
+
+
+def test_reshape_to_its_own_shape_goes_and_the_bias_then_moves():
+    """StyleGAN2 reshapes the FIR filter's output to the shape it already has; without
+    that Reshape the bias can move next to the (depthwise) convolution."""
+    fir = np.ones((4, 4, 16, 1), np.float32) / 16.0
+    g, feeds = tf_graph(
+        lambda tf, x, noise: tf.reshape(
+            tf.nn.depthwise_conv2d(tf.nn.conv2d(x, _W, 1, "SAME"), fir, [1, 1, 1, 1], "SAME"),
+            [1, 8, 8, 16]) + noise + _BIAS,
+        x=(1, 8, 8, 4), noise=(1, 8, 8, 1))
+    after = check_pass(g, PASS, feeds=feeds, atol=1e-5, rtol=1e-5,
+                       before={"Reshape": 1}, after={"Reshape": 0})
+    (reader,) = after.users(after.nodes("DepthwiseConv2dNative")[0].name)
+    assert reader.op == "AddV2" and after.is_const(reader.data_inputs[1])
