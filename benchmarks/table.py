@@ -99,6 +99,12 @@ def render(rep: dict[str, Any]) -> str:
         "",
     ]
 
+    def _spread(values: list[float]) -> str:
+        if not values:
+            return "-"
+        v = sorted(values)
+        return f"{_s(v[len(v) // 2])} ({_s(v[0])}-{_s(v[-1])})"
+
     def row(label: str, cells: list[str]) -> None:
         lines.append(f"| {label} | " + " | ".join(_cell(c) for c in cells) + " |")
 
@@ -125,6 +131,13 @@ def render(rep: dict[str, Any]) -> str:
                 note = " (already imported by a pass)"
             cells.append(f"{_s(p['s'])} / {_mb(p['peak_rss_mb'])}{note}" if p else "-")
         row(f"{label}: wall / peak RSS", cells)
+        if ph == "passes":
+            row("passes: median of 3 fresh processes (min-max)",
+                [_spread([x["passes"] for x in r.get("ours_pipeline_runs") or []
+                          if "passes" in x]) for r in models.values()])
+            row("load + passes + save: median of 3",
+                [_spread([sum(x.values()) for x in r.get("ours_pipeline_runs") or []
+                          if len(x) == 3]) for r in models.values()])
     cells = []
     for name, r in models.items():
         o = r.get("ours") or {}
