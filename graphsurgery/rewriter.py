@@ -96,8 +96,11 @@ class Rewriter:
             # weight of a 120 MB graph does not keep the old ones alive until the pass ends.
             # An erased one needs no digest: its absence is the change (should a node of
             # that name come back, it counts as changed, which errs on the safe side).
-            if nd is not None and nd.ByteSize() > _DIGEST_BYTES:
-                nd = _Digest(nd.ByteSize(), b"") if erasing else _Digest.of(nd)
+            # Only a Const's value gets that large; its size is read from its shape, since
+            # ByteSize() serialises the whole message to count it.
+            if (nd is not None and nd.op == "Const" and "value" in nd.attr
+                    and self.graph.const_nbytes(name) > _DIGEST_BYTES):
+                nd = _Digest(0, b"") if erasing else _Digest.of(nd)
             self._before[name] = nd
 
     def _mark(self, name: str, action: str) -> None:

@@ -49,6 +49,17 @@ def _dtype_ok(m: Match, *names: str, floats: bool = False) -> bool:
     return all(m.value(n).dtype == want for n in names)
 
 
+def _no_larger(*parts: np.ndarray) -> bool:
+    """Combining ``parts`` gives no more elements than the largest of them; checked before
+    computing, since a noise map times a per-channel weight would broadcast to a full
+    activation-sized constant only to be thrown away."""
+    try:
+        shape = np.broadcast_shapes(*(p.shape for p in parts))
+    except ValueError:
+        return False
+    return int(np.prod(shape, dtype=np.int64)) <= max(p.size for p in parts)
+
+
 def _folded(values: np.ndarray, *parts: np.ndarray) -> bool:
     """The folded constant is safe: no larger than its parts, nothing became inf/nan/0."""
     if values.size > max(p.size for p in parts):
@@ -81,7 +92,7 @@ def _same_shape(graph: Graph, x: TensorRef, old: list[tuple[int, ...]], new: tup
 # ---------------------------------------------------------------------- constant * constant
 def _fold_consts(b: Builder, m: Match) -> TensorRef | None:
     a, c = m.value("a"), m.value("b")
-    if m.root.op == "RealDiv" and a.dtype.kind != "f":
+    if (m.root.op == "RealDiv" and a.dtype.kind != "f") or not _no_larger(a, c):
         return None
     with np.errstate(all="ignore"):
         value = a * c if m.root.op == "Mul" else a / c
@@ -107,6 +118,8 @@ def _chain(combine: str, op: str) -> Callable[[Builder, Match], TensorRef | None
 
     def replace(b: Builder, m: Match) -> TensorRef | None:
         c1, c2 = m.value("c1"), m.value("c2")
+        if not _no_larger(c1, c2):
+            return None
         with np.errstate(all="ignore"):
             if combine == "*":
                 k = c1 * c2

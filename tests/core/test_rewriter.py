@@ -68,3 +68,20 @@ def test_new_inputs_must_exist():
     rw = gs.Rewriter(g, "t::x")
     with pytest.raises(gs.GraphError, match="does not exist"):
         rw.add_node("Relu", ["nope"], {"T": F32})
+
+
+def test_large_constants_are_remembered_by_digest():
+    """A weight over 1 MB is journaled by digest, not kept alive; change detection still
+    tells a rewritten-but-equal weight from a changed one."""
+    g = chain()
+    big = np.arange(1 << 19, dtype=np.float32)  # 2 MB
+    gs.Rewriter(g, "t::setup").const(big, name="w")
+    rw = gs.Rewriter(g, "t::same")
+    original = gs.Rewriter(g, "t::peek")._copy("w")
+    changed = gs.Rewriter(g, "t::peek")._copy("w")
+    changed.attr["value"].tensor.tensor_content = (big + 1).tobytes()
+    rw.replace_node_def(changed)
+    assert rw.changes == {"w": "changed"}
+    assert not isinstance(rw._before["w"], type(original))  # a digest, not the old NodeDef
+    rw.replace_node_def(original)  # back to the same content
+    assert not rw.changed
