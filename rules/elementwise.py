@@ -24,6 +24,8 @@ The rules, in the order they are tried at each node:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from graphsurgery.ir.graph import Graph
@@ -98,32 +100,31 @@ def _bias_first_ok(m: Match, graph: Graph) -> bool:
     return len(bias) <= len(out) and size * 16 <= int(np.prod(out, dtype=np.int64))
 
 
-def _bias_first(b: Builder, m: Match) -> TensorRef:
-    t = m.root.attr("T")
-    inner = b.op("AddV2", m.tensor("p"), m.tensor("c"), T=t)
-    return b.op("AddV2", inner, m.tensor("t"), T=t)
+def _bias_first(outer: str) -> Callable[[Builder, Match], TensorRef]:
+    """``(p <outer> t) + c`` -> ``(p + c) <outer> t``."""
+
+    def replace(b: Builder, m: Match) -> TensorRef:
+        t = m.root.attr("T")
+        inner = b.op("AddV2", m.tensor("p"), m.tensor("c"), T=t)
+        return b.op(outer, inner, m.tensor("t"), T=t)
+
+    return replace
 
 
 BIAS_FIRST = Rule(
     "bias_first",
     P("Add|AddV2", P("Add|AddV2", Any("p"), Any("t"), commutative=True),
       P("Const", capture="c"), commutative=True),
-    _bias_first,
+    _bias_first("AddV2"),
     where=_bias_first_ok,
     doc="(conv(x) + t) + c -> (conv(x) + c) + t for a small constant c and a full-size t",
 )
 
 
-def _bias_first_sub(b: Builder, m: Match) -> TensorRef:
-    t = m.root.attr("T")
-    inner = b.op("AddV2", m.tensor("p"), m.tensor("c"), T=t)
-    return b.op("Sub", inner, m.tensor("t"), T=t)
-
-
 BIAS_FIRST_SUB = Rule(
     "bias_first_sub",
     P("Add|AddV2", P("Sub", Any("p"), Any("t")), P("Const", capture="c"), commutative=True),
-    _bias_first_sub,
+    _bias_first("Sub"),
     where=_bias_first_ok,
     doc="(conv(x) - t) + c -> (conv(x) + c) - t (the noise term folded to a subtraction)",
 )
