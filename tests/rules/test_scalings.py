@@ -109,6 +109,16 @@ def test_growing_constant_is_not_folded():
                before={"Mul": 2}, after={"Mul": 2}, expect_change=False)
 
 
+def test_noise_map_times_channel_weight_is_not_folded():
+    """A constant noise map [1, 1, H, W] times a per-channel weight [1, C, 1, 1] would be a
+    [1, C, H, W] constant, larger than either: both constants stay."""
+    noise = RNG.standard_normal((1, 1, 2, 4)).astype(np.float32)
+    weight = np.arange(1, 4, dtype=np.float32).reshape(1, 3, 1, 1)
+    check_pass(load(lambda x: x + tf.constant(noise) * tf.constant(weight), shape=(1, 3, 2, 4)),
+               PASS, feeds={"x": RNG.standard_normal((1, 3, 2, 4)).astype(np.float32)},
+               before={"Mul": 1}, after={"Mul": 1}, expect_change=False)
+
+
 def test_dtype_is_preserved():
     g = load(lambda x: x * 2.0 * 3.0, dtype=tf.float16)
     after = check_pass(g, PASS, feeds={"x": X.astype(np.float16)}, before={"Mul": 2},
