@@ -139,6 +139,56 @@ def keeps_order(graph: Graph, infos: Shapes, chain: Sequence[Node]) -> bool:
     return True
 
 
+def axis_map(graph: Graph, infos: Shapes, chain: Sequence[Node]) -> list[tuple[int, bool]] | None:
+    """Where the source's axes of size > 1 end up after ``chain``: ``(source axis,
+    reversed)`` in output order, when every op only permutes axes (``Transpose``),
+    reverses whole axes (a ``StridedSlice`` with strides of +-1 that keeps the shape) or
+    adds and removes axes of size 1 (``Reshape``, ``ExpandDims``, ``Squeeze``,
+    ``Identity``); else None. Decided from the shapes and constant parameters, without
+    tracing element indices."""
+    if not chain:
+        return None
+    first = shape_of(graph, infos, chain[0].data_inputs[0])
+    if first is None:
+        return None
+    labels: list[tuple[int, bool] | None] = [(i, False) if d != 1 else None
+                                             for i, d in enumerate(first)]
+    for node in chain:
+        src = shape_of(graph, infos, node.data_inputs[0])
+        out = shape_of(graph, infos, node.output())
+        if src is None or out is None or len(src) != len(labels):
+            return None
+        if node.op == "Transpose":
+            perm = const_value(graph, node.data_inputs[1])
+            if perm is None:
+                return None
+            perm = [int(p) % len(src) for p in np.atleast_1d(perm)]
+            if sorted(perm) != list(range(len(src))):
+                return None
+            labels = [labels[p] for p in perm]
+        elif node.op in ("Reshape", "ExpandDims", "Squeeze", "Identity", "Snapshot"):
+            if [d for d in src if d != 1] != [d for d in out if d != 1]:
+                return None
+            moving = iter([lab for lab in labels if lab is not None])
+            labels = [next(moving) if d != 1 else None for d in out]
+        elif node.op == "StridedSlice":
+            # Same shape and every stride +-1: each axis is taken whole, forwards or
+            # backwards (a run of d steps of 1 inside an axis of length d).
+            strides = const_value(graph, node.data_inputs[3])
+            if (src != out or strides is None
+                    or any(node.attr(m, 0) for m in ("ellipsis_mask", "new_axis_mask",
+                                                     "shrink_axis_mask"))):
+                return None
+            strides = [int(v) for v in np.atleast_1d(strides)]
+            if len(strides) > len(src) or any(v not in (1, -1) for v in strides):
+                return None
+            labels = [lab if lab is None or k >= len(strides) or strides[k] == 1
+                      else (lab[0], not lab[1]) for k, lab in enumerate(labels)]
+        else:
+            return None
+    return [lab for lab in labels if lab is not None]
+
+
 def is_reshape_chain(graph: Graph, infos: Shapes, chain: Sequence[Node],
                      shape: tuple[int, ...]) -> bool:
     """``chain`` applied to a ``shape`` tensor is a pure reshape (symbolic check first, then,
@@ -441,13 +491,13 @@ def match_modconv(graph: Graph, infos: Shapes, conv: Node,
     if (conv.op == "Conv2D" and n == 1 and f_shape == prod.shape[1:] and x_shape[ax] == cin
             and keeps_order(graph, infos, chain)):
         wc = prod.w  # batch 1: the filter is ww[0], only reshaped (the common case, fast)
+    elif conv.op == "Conv2DBackpropInput" and n == 1 and x_shape[ax] == cin:
+        wc = _transposed_filter(graph, infos, chain, prod, f_shape)
+        if wc is None:
+            wc = _traced_filter(graph, chain, prod, f_shape, x_shape[ax], transposed=True)
     else:
-        size = int(np.prod(prod.shape, dtype=np.int64))
-        itype = np.int32 if size < 2**31 else np.int64
-        f_idx = run_views(graph, chain, np.arange(size, dtype=itype).reshape(prod.shape))
-        if f_idx is None or f_idx.shape != f_shape:
-            return None
-        wc = _grouped_filter(f_idx, prod, x_shape[ax], transposed=conv.op != "Conv2D")
+        wc = _traced_filter(graph, chain, prod, f_shape, x_shape[ax],
+                            transposed=conv.op != "Conv2D")
     if wc is None or x_shape[0] != 1 or out_shape[ax] != n * cout:
         return None
     fmt = _fmt(conv)
@@ -455,6 +505,38 @@ def match_modconv(graph: Graph, infos: Shapes, conv: Node,
     y_dst = _find_output(graph, infos, conv.output(), out_shape, n, cout, fmt)
     return ModConv(conv=conv, product=prod, demod=demod, data_format=fmt, wc=wc, x_src=x_src,
                    x_in=x_in, x_in_shape=x_shape, y_dst=y_dst, out_shape=out_shape)
+
+
+def _transposed_filter(graph: Graph, infos: Shapes, chain: Sequence[Node], prod: Product,
+                       f_shape: tuple[int, ...]) -> np.ndarray | None:
+    """Batch 1, transposed convolution: the filter when ``chain`` only swaps Cin and Cout
+    of ``ww[0]`` and perhaps flips it spatially (what :func:`_grouped_filter` would find by
+    tracing every element index, read off the chain's parameters); else None."""
+    _, kh, kw, cin, cout = prod.shape
+    moves = axis_map(graph, infos, chain)
+    if f_shape != (kh, kw, cout, cin) or moves is None:
+        return None
+    if [a for a, _ in moves] != [a for a in (1, 2, 4, 3) if prod.shape[a] != 1]:
+        return None
+    flips = {a - 1 for a, rev in moves if rev}
+    if not flips <= {0, 1}:
+        return None  # a reversed channel axis is not a grouped filter
+    w = prod.w.reshape(prod.shape[1:])
+    if flips:
+        w = np.flip(w, axis=tuple(sorted(flips)))
+    return np.ascontiguousarray(w.transpose(0, 1, 3, 2))
+
+
+def _traced_filter(graph: Graph, chain: Sequence[Node], prod: Product,
+                   f_shape: tuple[int, ...], x_channels: int,
+                   transposed: bool) -> np.ndarray | None:
+    """The per-sample filter found by running ``chain`` on element indices."""
+    size = int(np.prod(prod.shape, dtype=np.int64))
+    itype = np.int32 if size < 2**31 else np.int64
+    f_idx = run_views(graph, chain, np.arange(size, dtype=itype).reshape(prod.shape))
+    if f_idx is None or f_idx.shape != f_shape:
+        return None
+    return _grouped_filter(f_idx, prod, x_channels, transposed=transposed)
 
 
 def _grouped_filter(f_idx: np.ndarray, prod: Product, x_channels: int,

@@ -187,6 +187,31 @@ def test_single_channel_output():
     assert cmp.psnr > 100
 
 
+def test_up_conv_filter_read_off_the_chain_equals_the_traced_one(monkeypatch):
+    """Batch 1 up-convs: the filter read off the chain's permutations and flips (the fast
+    path) is element for element the one found by tracing every element index."""
+    from graphsurgery.passes.stylegan import _modconv as mc
+
+    _, g = prepared("sg2-tiny")
+    infos = g.infer()
+    ups = list(g.nodes("Conv2DBackpropInput"))
+    assert len(ups) == 2
+    for conv in ups:
+        m = mc.match_modconv(g, infos, conv)
+        assert m is not None
+        root, chain = mc.views_back(g, infos, conv.data_inputs[1])[-1]
+        moves = mc.axis_map(g, infos, chain)
+        assert moves == [(1, True), (2, True), (4, False), (3, False)]  # w[::-1, ::-1], Cin<->Cout
+        shape = mc.shape_of(g, infos, conv.data_inputs[1])
+        traced = mc._traced_filter(g, chain, m.product, shape, m.x_in_shape[1], transposed=True)
+        assert traced is not None and np.array_equal(m.wc, traced)
+        # a chain that also reversed a channel axis is not read off (it is not grouped)
+        flipped = [(a, not rev) if a == 4 else (a, rev) for a, rev in moves]
+        monkeypatch.setattr(mc, "axis_map", lambda *args, moves=flipped: moves)
+        assert mc._transposed_filter(g, infos, chain, m.product, shape) is None
+        monkeypatch.undo()
+
+
 # ------------------------------------------------------------------ hand-built graphs
 def _modconv_graph(n, cin, cout, k, perm=(1, 2, 3, 0, 4), demod=True):
     """Fused modconv (Conv2D, NCHW) built with a Rewriter; ``perm`` regroups the weight."""
