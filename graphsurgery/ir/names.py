@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..errors import GraphError
 
@@ -29,6 +30,10 @@ class TensorRef:
     @classmethod
     def parse(cls, text: str) -> TensorRef:
         """Parse ``"x"``, ``"x:0"`` or ``"x:2"``; control inputs are rejected."""
+        return _parse_ref(cls, text)
+
+    @classmethod
+    def _parse(cls, text: str) -> TensorRef:
         if text.startswith("^"):
             raise GraphError(f"{text!r} is a control input, not a tensor")
         node, sep, port = text.rpartition(":")
@@ -55,6 +60,10 @@ class Input:
 
     @classmethod
     def parse(cls, text: str) -> Input:
+        return _parse_input(cls, text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Input:
         if text.startswith("^"):
             return cls(text[1:], 0, True)
         ref = TensorRef.parse(text)
@@ -68,6 +77,18 @@ class Input:
 
     def __str__(self) -> str:
         return f"^{self.node}" if self.control else TensorRef(self.node, self.port).input_string
+
+
+# Both classes are immutable, so a parsed name can be shared: a pipeline parses the same few
+# thousand input strings tens of thousands of times.
+@lru_cache(maxsize=1 << 16)
+def _parse_ref(cls: type[TensorRef], text: str) -> TensorRef:
+    return cls._parse(text)
+
+
+@lru_cache(maxsize=1 << 16)
+def _parse_input(cls: type[Input], text: str) -> Input:
+    return cls._parse(text)
 
 
 def source_node(text: str) -> str:
