@@ -13,9 +13,11 @@ the Python package.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
+import importlib.machinery
 import os
+import re
 import sys
+import threading
 from ctypes import POINTER, c_char_p, c_int, c_int64, c_size_t, c_void_p
 from pathlib import Path
 from typing import Any
@@ -61,23 +63,50 @@ _TRIED = False
 _OPS: frozenset[str] | None = None
 
 
+#: Lines TensorFlow's C library writes to stderr while it loads (absl's prefix: severity
+#: letter and date, time, thread, ``file:line]``), and absl's notice before them.
+_LIBRARY_LINE = re.compile(rb"^(?:[IWEF]\d{4} [\d:.]+ +\d+ [\w.\-/]+:\d+\] |WARNING: All log "
+                           rb"messages before absl::InitializeLog\(\))")
+
+
 def _quietly(fn: Any) -> Any:
-    """Run ``fn`` with file descriptor 2 on /dev/null when the command line is quiet
-    (:mod:`graphsurgery._quiet`, not ``-vv``): the library logs while it loads ("oneDNN
-    custom operations are on") before any log level applies."""
+    """Run ``fn`` with the library's own stderr lines dropped when the command line is
+    quiet (:mod:`graphsurgery._quiet`, not ``-vv``): the library logs while it loads
+    ("oneDNN custom operations are on") before any log level applies.
+
+    File descriptor 2 points at a pipe meanwhile; what else arrives there (this may run
+    in a background thread, :func:`preload`, while the main thread reports progress or
+    logs) is written to stderr afterwards, so nothing but the library's lines is lost.
+    """
     from .. import _quiet
 
     if not _quiet.ACTIVE:
         return fn()
     sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    read_end, write_end = os.pipe()
+    saved = os.dup(2)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while data := os.read(read_end, 65536):
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, name="graphsurgery-stderr", daemon=True)
+    reader.start()
+    os.dup2(write_end, 2)
+    os.close(write_end)
     try:
-        os.dup2(devnull, 2)
         return fn()
     finally:
-        os.dup2(saved, 2)
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the reader sees its end
         os.close(saved)
-        os.close(devnull)
+        reader.join()
+        os.close(read_end)
+        kept = [ln for ln in b"".join(chunks).splitlines(keepends=True)
+                if not _LIBRARY_LINE.match(ln)]
+        if kept:
+            os.write(2, b"".join(kept))
 
 
 def _open_lazily(path: Path) -> Any:
@@ -98,13 +127,34 @@ def _open_lazily(path: Path) -> Any:
     return ctypes.CDLL(str(path), handle=handle)
 
 
+_LOCK = threading.Lock()
+
+
+def preload() -> None:
+    """Start :func:`load` in a background thread, so that the library (about 0.2 s, most
+    of it in ``dlopen``, which releases the GIL) loads while the caller reads a graph."""
+    if _TRIED or os.environ.get("GRAPHSURGERY_SHAPES") == "python":
+        return
+    # Not a daemon: the interpreter waits for it at exit rather than tear the process
+    # down while the library's static initialisers run.
+    threading.Thread(target=load, name="graphsurgery-tf-capi").start()
+
+
 def load() -> Any:
-    """The C library with its signatures set, or None (cached)."""
+    """The C library with its signatures set, or None (cached; waits for a
+    :func:`preload` in progress)."""
+    with _LOCK:
+        return _load()
+
+
+def _load() -> Any:
     global _LIB, _TRIED
     if _TRIED:
         return _LIB
     _TRIED = True
-    spec = importlib.util.find_spec("tensorflow")  # finds the package, runs nothing
+    # The path finder alone: it locates the package and runs nothing (the meta path may
+    # hold graphsurgery._quiet's finder, which imports all of tensorflow when asked).
+    spec = importlib.machinery.PathFinder.find_spec("tensorflow")
     if spec is None or not spec.submodule_search_locations:
         return None
     root = Path(list(spec.submodule_search_locations)[0])

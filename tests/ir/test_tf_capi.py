@@ -51,3 +51,61 @@ def test_the_stylegan_preset_runs_without_the_tensorflow_package(tmp_path):
         "assert g.op_counts().get('Conv2DBackpropInput', 0) == 0\n"
     )
     assert_runs_alone(code)
+
+
+def test_quiet_loading_does_not_import_the_tensorflow_package():
+    """The CLI's quiet mode puts a finder on the meta path that imports all of tensorflow
+    (2+ s) when asked for it; locating the library must not ask it."""
+    code = (
+        "import sys\n"
+        "from graphsurgery import _quiet\n"
+        "from graphsurgery.ir import tf_capi\n"
+        "_quiet.install()\n"
+        "assert tf_capi.load() is not None\n"
+        "assert 'tensorflow' not in sys.modules, 'imported tensorflow'\n"
+    )
+    assert_runs_alone(code)
+
+
+def test_quiet_loading_in_the_background_drops_only_the_librarys_lines():
+    """While the library loads in a thread with stderr captured, what the main thread
+    writes (an error, progress) still reaches stderr, after the load; the library's
+    absl-style lines do not."""
+    code = (
+        "import os, sys, threading, time\n"
+        "from graphsurgery import _quiet\n"
+        "from graphsurgery.ir import tf_capi\n"
+        "_quiet.install()\n"
+        "def library():\n"
+        "    os.write(2, b'I0000 00:00:1796527899.119670    3399 port.cc:153] oneDNN on\\n')\n"
+        "    time.sleep(0.3)\n"
+        "started = threading.Thread(target=tf_capi._quietly, args=(library,))\n"
+        "started.start()\n"
+        "time.sleep(0.1)\n"
+        "print('main: still here', file=sys.stderr)\n"
+        "started.join()\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "main: still here\n"
+
+
+def test_bad_input_during_the_background_load_still_gets_its_error(tmp_path):
+    """``graphsurgery run`` starts loading the library while it reads the file; a corrupt
+    file's one-line error is not swallowed by the quiet load, and nothing else is written."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.pb"
+    bad.write_bytes(bytes(range(256)) * 4)
+    done = subprocess.run([sys.executable, "-m", "graphsurgery", "run", str(bad), "-p",
+                           "stylegan-to-tflite", "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("graphsurgery: error: ") and "bad.pb" in lines[0]
+    assert not (tmp_path / "out").exists()
