@@ -277,3 +277,23 @@ def median(values: list[float]) -> float:
     if not n:
         return float("nan")
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def calibrate() -> float:
+    """Seconds for a fixed pure-Python workload (tuple keys, dict updates, a sort: the kind
+    of work the passes do), the best of three runs.
+
+    The shared machines switch between a fast and a slow state that moves Python-bound
+    timings by up to half; printed next to each pipeline time, this tells the states apart.
+    """
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        table: dict[tuple[str, int], int] = {}
+        for i in range(200_000):
+            key = (f"n{i % 5000}", i & 7)
+            table[key] = table.get(key, 0) + i
+        sorted(table.items())
+        best = min(best, time.perf_counter() - t0)
+    return best
+

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks._measure import Phases, current_rss_mb, emit
+from benchmarks._measure import Phases, calibrate, current_rss_mb, emit
 
 
 def _first_line(exc: BaseException) -> str:
@@ -52,6 +52,7 @@ def main(model: str, outdir: str, pipeline: str, passes_only: bool = False) -> N
         with ph("save"):
             gs.save(graph, out / "model.pb")
         rep["pb_bytes"] = (out / "model.pb").stat().st_size
+        rep["calibration_s"] = calibrate()
         if passes_only:
             rep["ok"] = True
             emit(rep)

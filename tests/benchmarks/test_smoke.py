@@ -51,6 +51,9 @@ def test_smoke_run_records_every_step(smoke):
         assert ours["ok"], ours
         assert {"load", "passes", "save", "tflite"} <= set(ours["phases"])
         assert all(p["s"] >= 0 and p["peak_rss_mb"] > 0 for p in ours["phases"].values())
+        # the pipeline in 3 fresh processes, each with its CPU calibration
+        runs = m["ours_pipeline_runs"]
+        assert len(runs) == 3 and all(r["passes"] > 0 and r["calibration"] > 0 for r in runs)
         if ours["tflite_ok"]:  # a converted model is timed on 1 and 2 threads
             assert set(m["ours_latency"]) == {"1", "2"}
             assert all(lat["ok"] and len(lat["times_s"]) == 2
@@ -85,6 +88,7 @@ def test_smoke_run_writes_the_tables(smoke):
                     "## Ratios graphsurgery / peer"):
         assert heading in md
     assert "| sg1-tiny | sg2-tiny |" in md
+    assert "| CPU calibration in the same 3 processes" in md
     assert f"{rep['machine']['cores']} cores" in md
     assert md in stdout  # every figure is printed too
 
