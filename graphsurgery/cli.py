@@ -173,6 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = Pipeline.from_spec(args.pipeline)
     pipeline.apply_overrides(args.set)
     specs = [parse_input_spec(s) for s in args.inputs]
+    pipeline.warm_up()  # the shape library loads while the model is read
     graph = _load(args, args.model, [n for n, _ in specs] or None, args.outputs or None)
     shapes = {n: d for n, d in specs if d is not None}
     if shapes:

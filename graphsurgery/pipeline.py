@@ -464,6 +464,18 @@ class Pipeline:
         return len(self.items)
 
     # running --------------------------------------------------------------------
+    def warm_up(self) -> bool:
+        """Start loading what the passes will need before the graph is there: when a pass
+        infers shapes (:attr:`Pass.infers_shapes`), TensorFlow's C library (0.15-0.25 s)
+        loads in a background thread, e.g. while the model file is read. Returns whether
+        it started anything. :meth:`run` calls it too."""
+        if not any(get_pass(s.pass_id).infers_shapes for s in self.steps()):
+            return False
+        from .ir import tf_capi
+
+        tf_capi.preload()
+        return True
+
     def run(
         self,
         graph: Graph,
@@ -484,6 +496,7 @@ class Pipeline:
         (cheap: NodeDefs are shared until a pass replaces them, at which point the old
         ones stay alive until the pass ends). ``keep_going`` always snapshots, to restore.
         """
+        self.warm_up()
         runner = _Runner(self, graph, verify_each, verify_shapes, keep_going,
                          list(instruments), reproducer_dir, source)
         return runner.run()

@@ -107,6 +107,10 @@ class Pass:
     #: or output-format change); the pass manager then skips its interface check. A pass may
     #: make it a property that depends on its options.
     changes_interface: ClassVar[bool] = False
+    #: True for a pass that asks for shape inference (:meth:`Graph.infer`): a pipeline that
+    #: holds one starts loading TensorFlow's C library in the background before it needs
+    #: it (:meth:`Pipeline.warm_up`). Only a hint: a pass that infers without it still works.
+    infers_shapes: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         specs = self.option_specs()

@@ -150,6 +150,7 @@ RULES = [LEAKY_RELU, SQUARED_DIFFERENCE, NOOP_RESHAPE, BIAS_FIRST, BIAS_FIRST_SU
 FuseElementwise = register_rules(
     "core::fuse_elementwise",
     RULES,
+    infers_shapes=True,
     doc="""Rewrite element-wise idioms as the single TFLite ops that compute them.
 
     Each rule saves LiteRT one pass over a big tensor (it runs element-wise ops one pass

@@ -98,11 +98,6 @@ def _load_path(path: Path, kwargs: dict[str, Any], progress: Progress | None, si
         raise InputError(f"{path}: empty file")
     if path.suffix in (".pbtxt", ".txt"):
         return _load_pbtxt(path, kwargs)
-    # Whatever is done with the graph next needs shape inference: its library loads while
-    # the file is read.
-    from . import tf_capi
-
-    tf_capi.preload()
     try:
         with open(path, "rb") as fh:
             nodes, rest = _parse_stream(fh, size, progress)

@@ -2,7 +2,7 @@
 
 :func:`infer_shapes` imports a *shadow* of the graph into a fresh TensorFlow graph and
 reads ``dtype``/``shape`` off every output. The graph is a ``TF_Graph`` of TensorFlow's C
-library, loaded through ctypes (:mod:`graphsurgery.ir.tf_capi`, about 0.3 s, where
+library, loaded through ctypes (:mod:`graphsurgery.ir.tf_capi`, about 0.2 s, where
 ``import tensorflow`` takes 2+ s), or a ``tf.Graph`` when the library cannot be loaded that
 way; both run the same C++ shape functions. The shadow differs from the graph where TensorFlow
 could not, or should not, see the real node:
@@ -708,8 +708,8 @@ class _PyGraph:
 
 def _tf_graph() -> Any:
     """A fresh shadow graph: TensorFlow's C library through ctypes when it loads (about
-    0.3 s, once), else a ``tf.Graph`` (``import tensorflow``, 2+ s). Setting
-    ``GRAPHSURGERY_SHAPES=python`` forces the latter."""
+    0.2 s, once; :meth:`Pipeline.warm_up` starts it early), else a ``tf.Graph`` (``import
+    tensorflow``, 2+ s). Setting ``GRAPHSURGERY_SHAPES=python`` forces the latter."""
     from . import tf_capi
 
     if os.environ.get("GRAPHSURGERY_SHAPES") != "python" and tf_capi.load() is not None:

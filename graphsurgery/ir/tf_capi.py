@@ -3,11 +3,12 @@
 
 ``import tensorflow`` takes 2+ s (it loads every Python wrapper); shape inference needs
 only the op registry and the shape functions, which live in ``libtensorflow_cc``. Loading
-that library takes about 0.3 s. :class:`CGraph` imports serialized nodes into a
-``TF_Graph`` and reads back what TensorFlow's shape inference found, the same C++ code
-``tf.graph_util.import_graph_def`` runs. :func:`load` returns None when the library or a
-symbol is missing (another TensorFlow layout); :mod:`graphsurgery.ir.shapes` then uses
-the Python package.
+that library takes 0.15-0.25 s; :func:`preload` does it in a background thread (started by
+``Pipeline.warm_up`` when a pass will infer shapes, before the model is read).
+:class:`CGraph` imports serialized nodes into a ``TF_Graph`` and reads back what
+TensorFlow's shape inference found, the same C++ code ``tf.graph_util.import_graph_def``
+runs. :func:`load` returns None when the library or a symbol is missing (another
+TensorFlow layout); :mod:`graphsurgery.ir.shapes` then uses the Python package.
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ _LOCK = threading.Lock()
 
 def preload() -> None:
     """Start :func:`load` in a background thread, so that the library (about 0.2 s, most
-    of it in ``dlopen``, which releases the GIL) loads while the caller reads a graph."""
+    of it in ``dlopen``, which releases the GIL) loads while the caller reads a graph
+    (:meth:`graphsurgery.Pipeline.warm_up`)."""
     if _TRIED or os.environ.get("GRAPHSURGERY_SHAPES") == "python":
         return
     # Not a daemon: the interpreter waits for it at exit rather than tear the process

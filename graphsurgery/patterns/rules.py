@@ -285,13 +285,15 @@ def register_rules(
     *,
     doc: str,
     max_rounds: int = 10,
+    infers_shapes: bool = False,
 ) -> type[Pass]:
     """Register ``rules`` as the pass ``pass_id``; returns the pass class.
 
     The pass applies the rules until a round matches nothing, at most ``max_rounds``
     rounds (an option of the pass), and warns when it stops before that. ``doc`` is the
     pass documentation (summary line, ``Before::``/``After::`` blocks); the rule list is
-    appended to it.
+    appended to it. ``infers_shapes`` marks a rule set whose rules usually ask for shapes
+    (:attr:`Pass.infers_shapes`).
     """
     rules = tuple(rules)
     RuleSet(rules)  # validates the names
@@ -315,6 +317,7 @@ def register_rules(
             "__doc__": full_doc,
             "__module__": module,
             "rules": rules,
+            "infers_shapes": infers_shapes,
             "max_rounds": Option(int, max_rounds, "most rounds over the graph"),
             "run": run,
         },

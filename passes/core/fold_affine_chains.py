@@ -52,6 +52,8 @@ class FoldAffineChains(Pass):
               x -> Mul(., A) -> AddV2(., B) -> y
     """
 
+    infers_shapes = True
+
     min_ratio = Option(float, 16.0, "operands count as small when their combined broadcast "
                        "has at most 1/min_ratio of the elements of the tensor they act on")
 

@@ -23,6 +23,8 @@ class FoldShapes(Pass):
     After::   Const [1, 8, 4, 4] -> StridedSlice(0) -> Pack(., 1, 4, 4) -> RandomStandardNormal
     """
 
+    infers_shapes = True
+
     def run(self, graph: Graph, rw: Rewriter) -> None:
         nodes = graph.nodes(*_OPS)
         if not nodes:

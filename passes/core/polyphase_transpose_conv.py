@@ -122,6 +122,8 @@ class PolyphaseTransposeConv(Pass):
               x -> Pad -> Conv2D(w[1,1,Ci,Co]) --/
     """
 
+    infers_shapes = True
+
     min_stride = Option(int, 2, "rewrite transposed convolutions whose stride is at least this")
 
     def run(self, graph: Graph, rw: Rewriter) -> None:

@@ -979,6 +979,8 @@ class ToNHWC(Pass):
           -> Transpose([0,3,1,2]) -> y        (output_layout=NHWC: no Transpose)
     """
 
+    infers_shapes = True
+
     output_layout = Option(LAYOUTS, "NCHW", "layout of the 4-D graph outputs")
     input_layout = Option(LAYOUTS, "NCHW", "layout of the 4-D graph inputs")
 

@@ -194,6 +194,8 @@ class LowerFusedBiasAct(Pass):
         y = Mul(l, Const 1.414)
     """
 
+    infers_shapes = True
+
     missing_attrs = Option(("op", "act"), "op",
                            "attributes absent from a node: the op's registered defaults "
                            "(op) or the per-activation defaults of the Python wrapper (act)")

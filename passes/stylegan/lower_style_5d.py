@@ -74,6 +74,8 @@ class LowerStyle5D(Pass):
                           begin_mask=0b1101, end_mask=0b1101)      [1, 16, 1, 1]
     """
 
+    infers_shapes = True
+
     def run(self, graph: Graph, rw: Rewriter) -> None:
         reshapes = [n.name for n in graph.nodes("Reshape") if _maybe_rank5(graph, n)]
         if not reshapes:

@@ -355,6 +355,8 @@ class LowerUpFirDn2D(Pass):
         y  = DepthwiseConv2dNative(p, Const flip(k)[4,4,3,1], VALID, NCHW)  [1, 3, 8, 8]
     """
 
+    infers_shapes = True
+
     def run(self, graph: Graph, rw: Rewriter) -> None:
         nodes = graph.nodes("UpFirDn2D")
         if not nodes:

@@ -86,6 +86,8 @@ class LowerUpscale6D(Pass):
         y = DepthToSpace(c, block_size=2, data_format="NCHW")    [1, 16, 8, 8]
     """
 
+    infers_shapes = True
+
     fallback = Option(
         bool,
         True,

@@ -88,6 +88,8 @@ class Noise(Pass):
         y = AddV2(x, Mul(noise_input/0, w))
     """
 
+    infers_shapes = True
+
     mode = Option(MODES, "const", "const: seeded constants; input: noise_input/<i> "
                   "placeholders; zero: zeros (the noise term then folds away)")
     seed = Option(int, 0, "seed of the constant noise (mode=const), as the reference runner")

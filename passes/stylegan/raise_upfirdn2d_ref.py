@@ -406,6 +406,8 @@ class RaiseUpFirDn2DRef(Pass):
     After (default): ``Pad -> DepthToSpace -> Pad -> DepthwiseConv2dNative`` on ``x``.
     """
 
+    infers_shapes = True
+
     lower = Option(bool, True, "lower the recognised UpFirDn2D at once "
                    "(as stylegan::lower_upfirdn2d)")
 

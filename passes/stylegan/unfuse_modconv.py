@@ -59,6 +59,8 @@ class UnfuseModConv(Pass):
     never sits in the channels (in NHWC that fold would be a ``Transpose``).
     """
 
+    infers_shapes = True
+
     nonfused = Option(bool, True, "also give non-fused demodulations the MatMul form")
 
     def run(self, graph: Graph, rw: Rewriter) -> None:

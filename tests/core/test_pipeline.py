@@ -204,3 +204,22 @@ def test_set_overrides():
 def test_step_text_quotes_nothing():
     assert Step("a::b", {"x": True, "y": 2}).text() == "a::b(x=true,y=2)"
     assert np.isfinite(1.0)
+
+
+def test_warm_up_loads_the_shape_library_only_for_passes_that_infer():
+    """The generic preset never infers shapes: neither it nor its warm-up loads the 790 MB
+    library (its peak RSS target is 2.5x the file); the StyleGAN preset's warm-up starts the
+    load in the background."""
+    from graphsurgery.testing import assert_runs_alone
+
+    assert_runs_alone(
+        "import graphsurgery as gs\n"
+        "from graphsurgery import zoo\n"
+        "from graphsurgery.ir import tf_capi\n"
+        "pipe = gs.Pipeline.preset('generic')\n"
+        "assert pipe.warm_up() is False\n"
+        "assert pipe.run(gs.load(zoo.cached('sg2-tiny'))).ok\n"
+        "assert not tf_capi._TRIED, 'loaded the shape library'\n"
+        "assert gs.Pipeline.preset('stylegan-to-tflite').warm_up() is True\n"
+        "assert tf_capi.load() is not None and tf_capi._TRIED\n"
+    )

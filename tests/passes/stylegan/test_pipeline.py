@@ -200,3 +200,36 @@ def test_full_int8_keeps_the_boundary_transpose_at_the_boundary(tmp_path):
     assert audit.clean, audit.violations
     assert audit.transpose_count == 1 and len(audit.boundary_transposes) == 1
     assert out.shape == reference.shape
+
+
+def test_passes_that_infer_shapes_say_so(monkeypatch):
+    """``Pass.infers_shapes`` is what lets a pipeline load the shape library while the model
+    file is read: every pass of the preset that asks for shapes on the zoo graphs carries
+    it, so the marks cannot go stale unnoticed."""
+    from graphsurgery.ir.graph import Graph
+    from graphsurgery.pipeline import Instrument
+    from graphsurgery.registry import get_pass
+
+    current: list[str | None] = [None]
+    asked: set[str] = set()
+    infer = Graph.infer
+
+    def recording_infer(self, *args, **kwargs):
+        if current[0] is not None:
+            asked.add(current[0])
+        return infer(self, *args, **kwargs)
+
+    class Track(Instrument):
+        def before_pass(self, pass_id, graph):
+            current[0] = pass_id
+
+        def after_pass(self, record, graph):
+            current[0] = None
+
+    monkeypatch.setattr(Graph, "infer", recording_infer)
+    for name in ("sg1-tiny", "sg2-tiny", "sg2-tiny-cuda", "tf2-tiny-savedmodel"):
+        pipe = gs.Pipeline.preset("stylegan-to-tflite")
+        assert pipe.run(zoo.load(name), instruments=[Track()]).ok
+    assert len(asked) >= 8
+    unmarked = sorted(p for p in asked if not get_pass(p).infers_shapes)
+    assert unmarked == []
