@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 import graphsurgery as gs
@@ -85,9 +88,6 @@ def test_quiet_loading_in_the_background_drops_only_the_librarys_lines():
         "print('main: still here', file=sys.stderr)\n"
         "started.join()\n"
     )
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
@@ -97,9 +97,6 @@ def test_quiet_loading_in_the_background_drops_only_the_librarys_lines():
 def test_bad_input_during_the_background_load_still_gets_its_error(tmp_path):
     """``graphsurgery run`` starts loading the library while it reads the file; a corrupt
     file's one-line error is not swallowed by the quiet load, and nothing else is written."""
-    import subprocess
-    import sys
-
     bad = tmp_path / "bad.pb"
     bad.write_bytes(bytes(range(256)) * 4)
     done = subprocess.run([sys.executable, "-m", "graphsurgery", "run", str(bad), "-p",
