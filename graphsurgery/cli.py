@@ -1,7 +1,8 @@
 """The ``graphsurgery`` command line.
 
 Exit codes: 0 ok; 2 bad input or usage (one line on stderr, no traceback); 3 check or
-verification found problems; 1 internal error.
+verification found problems; 1 internal error; 130 or 143 interrupted by SIGINT or SIGTERM
+(after removing the unfinished OUTDIR). What an OUTDIR may be: see :mod:`graphsurgery.outdir`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from . import __version__
 from .errors import GraphSurgeryError, PassFailure, UsageError, VerificationError
 from .ir.graph import Graph
 from .ir.names import TensorRef
+from .outdir import OutputDir
 
 log = logging.getLogger("graphsurgery")
 
@@ -66,15 +68,33 @@ def _show_progress(args: argparse.Namespace, path: Path | None = None) -> bool:
 
 
 _SHAPE = re.compile(r"^\[?\s*-?\d+(\s*,\s*-?\d+)*\s*\]?$|^\[\s*\]$")
+_MAX_ELEMENTS = 2**31 - 1  # TFLite's dimensions and element counts are int32
 
 
 def parse_input_spec(spec: str) -> tuple[str, list[int] | None]:
-    """``name``, ``name:1`` (a port), ``name:1,512`` or ``name:[1,512]`` (a shape)."""
+    """``name``, ``name:1`` (a port), ``name:1,512`` or ``name:[1,512]`` (a shape).
+
+    A dimension is a size from 0 to 2**31-1, or -1 for "unknown" (as in TensorFlow's
+    shapes; ``--verify`` feeds 1 there); the known sizes multiply to at most 2**31-1
+    elements. Anything else after ``:`` is refused (UsageError naming ``--inputs``).
+    """
     name, sep, rest = spec.rpartition(":")
-    if sep and rest and ("," in rest or "[" in rest) and _SHAPE.match(rest.strip()):
-        dims = [int(d) for d in rest.strip("[] ").split(",") if d.strip()]
-        return name, dims
-    return spec, None
+    text = rest.strip()
+    if not sep or not name or text.isdigit():  # a name, or name:PORT
+        return spec, None
+    if not ("," in text or "[" in text) or not _SHAPE.match(text):
+        raise UsageError(f"--inputs {spec}: {rest!r} is neither a port nor a shape "
+                         "(write name:1,512 or name:[1,512])")
+    dims = [int(d) for d in text.strip("[] ").split(",") if d.strip()]
+    elements = 1
+    for d in dims:
+        if d < -1 or d > _MAX_ELEMENTS:
+            raise UsageError(f"--inputs {spec}: dimension {d} is out of range "
+                             f"(0 to {_MAX_ELEMENTS}, or -1 for unknown)")
+        elements *= max(d, 1)
+    if elements > _MAX_ELEMENTS:
+        raise UsageError(f"--inputs {spec}: {elements:,} elements, more than {_MAX_ELEMENTS:,}")
+    return name, dims
 
 
 def _resolve_tensors(graph: Graph, names: Sequence[str], what: str, model: str) -> list[TensorRef]:
@@ -116,31 +136,7 @@ def _apply_input_shapes(graph: Graph, shapes: dict[str, list[int]]) -> None:
         rw.set_attr(node, "shape", Shape(tuple(dims)))
 
 
-class _OutDir:
-    """Builds OUTDIR in a temporary sibling and moves it into place only on success."""
-
-    def __init__(self, path: str) -> None:
-        self.final = Path(path)
-        parent = self.final.resolve().parent
-        if self.final.exists() and not self.final.is_dir():
-            raise UsageError(f"{path}: exists and is not a directory")
-        if self.final.is_dir() and any(self.final.iterdir()) and not (
-            (self.final / "summary.json").exists() or (self.final / "reproducer").exists()
-        ):
-            raise UsageError(f"{path}: exists and is not empty (and not an earlier output)")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", dir=parent))
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
-
-    def commit(self) -> None:
-        if self.final.exists():
-            shutil.rmtree(self.final)
-        os.replace(self.tmp, self.final)
-
-    def discard(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+_OutDir = OutputDir  # OUTDIR safety lives in outdir.py; the name the helpers below annotate
 
 
 def _random_feeds(graph: Graph, seed: int = 0) -> dict[str, Any]:
@@ -168,33 +164,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .plugins import load_plugin
 
+    specs = [parse_input_spec(s) for s in args.inputs]
+    # Refuse an OUTDIR that is not ours to replace before any work (this touches nothing).
+    out = OutputDir(args.output, protect=[args.model, *(p for p in args.plugin
+                                                        if os.path.exists(p))])
     for p in args.plugin:
         load_plugin(p)
     pipeline = Pipeline.from_spec(args.pipeline)
     pipeline.apply_overrides(args.set)
-    specs = [parse_input_spec(s) for s in args.inputs]
     pipeline.warm_up()  # the shape library loads while the model is read
     graph = _load(args, args.model, [n for n, _ in specs] or None, args.outputs or None)
     shapes = {n: d for n, d in specs if d is not None}
     if shapes:
         _apply_input_shapes(graph, shapes)
-    out = _OutDir(args.output)
-    try:
-        return _run_into(args, pipeline, graph, out)
-    except PassFailure:
-        # Keep only the reproducer: it is what the user needs to report the failure.
-        repro = out.tmp / "reproducer"
-        if repro.exists():
-            for child in out.tmp.iterdir():
-                if child != repro:
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-            out.commit()
-        else:
-            out.discard()
-        raise
-    except BaseException:
-        out.discard()
-        raise
+    # Locked, written in a temporary sibling (removed on any error, SIGINT or SIGTERM),
+    # swapped into place by out.commit().
+    with out:
+        try:
+            return _run_into(args, pipeline, graph, out)
+        except PassFailure as exc:
+            # Keep only the reproducer: it is what the user needs to report the failure.
+            if out.keep_only("reproducer"):
+                out.commit()
+                if exc.reproducer:
+                    final = out.final_path(exc.reproducer)
+                    exc.args = (str(exc).replace(exc.reproducer, final),)
+                    exc.reproducer = final
+            raise
 
 
 def _run_into(args: argparse.Namespace, pipeline: Any, graph: Graph, out: _OutDir) -> int:
@@ -250,6 +246,7 @@ def _run_into(args: argparse.Namespace, pipeline: Any, graph: Graph, out: _OutDi
         status = max(status, _verify(args, original, graph, out, summary, keep=outputs))
     if recorder is not None:
         summary["report"] = "report.html"
+    summary = out.relative(summary)  # paths inside OUTDIR, as they read after the move
     (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if recorder is not None:
         from .render.report import write_report
@@ -453,7 +450,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 psnr_text = "inf" if psnr is None or psnr == float("inf") else f"{psnr:.1f} dB"
                 print(f"  verified {key}: max abs error {val['max_abs']:.3g}, PSNR {psnr_text}")
         out = Path(args.output)
-        print(f"  written to {out}/: {', '.join(sorted(p.name for p in out.iterdir()))}")
+        names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        print(f"  written to {out}/: {', '.join(names)}")
         if (out / "report.html").exists():
             print(f"  open {out / 'report.html'} to see what every pass changed")
         return status
@@ -611,9 +609,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for prob in exc.problems[1:]:
                 print(f"  {prob}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("graphsurgery: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM while writing an OUTDIR
+        how = f" ({exc.args[0]})" if exc.args else ""
+        print(f"graphsurgery: interrupted{how}", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
     except Exception as exc:  # an internal error: one line unless -vv
         if args is not None and getattr(args, "verbose", 0) >= 2:
             raise

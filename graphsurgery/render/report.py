@@ -732,7 +732,7 @@ def _fidelity_section(summary: Mapping[str, Any]) -> str:
 
 
 def _files_section(outdir: Path) -> str:
-    files = [p.name for p in sorted(outdir.iterdir()) if p.is_file()]
+    files = [p.name for p in sorted(outdir.iterdir()) if p.is_file() and p.name[0] != "."]
     links = " \u00b7 ".join(f"<a href=\"{_e(f)}\">{_e(f)}</a>" for f in files
                             if f != "report.html")
     return f"<h2>Files</h2><p>{links}</p>" if links else ""

@@ -56,6 +56,25 @@ def test_input_specs():
     assert parse_input_spec("x:1") == ("x:1", None)
     assert parse_input_spec("x:1,512") == ("x", [1, 512])
     assert parse_input_spec("x:[4]") == ("x", [4])
+    assert parse_input_spec("x:-1,4") == ("x", [-1, 4])  # -1: unknown, as in TensorFlow
+    assert parse_input_spec("scope/x:0") == ("scope/x:0", None)
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("x:-5,4", "dimension -5 is out of range"),
+        ("x:1e20", "neither a port nor a shape"),
+        ("x:[1e20]", "neither a port nor a shape"),
+        ("x:1,99999999999", "dimension 99999999999 is out of range"),
+        ("x:100000000000000000000,1", "out of range"),
+        ("x:65536,65536", "4,294,967,296 elements"),
+    ],
+)
+def test_bad_input_shapes(capsys, tmp_path, model, spec, fragment):
+    code, _, err = run_cli(capsys, "run", model, "-p", "core::dce", "--inputs", spec,
+                           "-o", tmp_path / "out", "--target", "none")
+    assert_clean_failure(tmp_path, code, err, 2, f"--inputs {spec}", fragment)
 
 
 def test_inputs_with_shapes_are_applied(capsys, tmp_path, model):
@@ -146,8 +165,9 @@ def test_plugin_pass_leaving_a_dangling_input(capsys, tmp_path, model):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "pass bad::dangle failed after [core::dce]" in err
     assert "'c' names a missing node" in err
-    # the output directory holds only the reproducer
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["reproducer"]
+    # the output directory holds only the reproducer (and the marker saying it is ours)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        ".graphsurgery-output", "reproducer"]
     # the reproducer is the unchanged input plus every pass up to the failing one
     repro = tmp_path / "out" / "reproducer"
     assert (repro / "pipeline.txt").read_text().strip() == "core::dce,bad::dangle"
