@@ -1,17 +1,20 @@
 """Converting ``AttrValue``/``TensorProto`` to Python values and back, without TensorFlow.
 
 Constants are decoded only when asked for: :func:`tensor_to_numpy` is called by
-:meth:`Graph.const_value`, never when a graph is loaded or copied.
+:meth:`Graph.const_value`, never when a graph is loaded or copied. Loading checks every
+tensor with :func:`tensor_problem`, which reads sizes only.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..errors import GraphError
 from . import proto
 from .dtypes import DType
 
@@ -33,6 +36,18 @@ _VAL_FIELD = {
     DType.complex64: "scomplex_val",
     DType.complex128: "dcomplex_val",
 }
+
+
+class TensorDecodeError(GraphError, ValueError):
+    """A constant that cannot be decoded (malformed, unsupported or too large), naming its
+    node. Also a ValueError, which is what decoding raised before it named the node."""
+
+
+# Integer dtypes without a numpy type whose values live in ``int_val``.
+_INT_VAL_ONLY = (DType.qint8, DType.quint8, DType.qint16, DType.quint16, DType.qint32)
+# Decoding a constant whose declared shape is filled from fewer stored values never
+# materialises more than this by default (see :func:`tensor_to_numpy`).
+DECODE_LIMIT = 1 << 30
 
 
 def shape_of(shape_proto: Any) -> tuple[int, ...] | None:
@@ -57,14 +72,84 @@ def tensor_shape(tp: Any) -> tuple[int, ...]:
     return tuple(int(d.size) for d in tp.tensor_shape.dim)
 
 
-def tensor_to_numpy(tp: Any) -> np.ndarray:
-    """Decode a TensorProto to a new, read-only numpy array."""
+def _num_values(tp: Any, dtype: DType) -> int:
+    """How many values the dtype's repeated ``*_val`` field stores."""
+    field = _VAL_FIELD.get(dtype, "int_val" if dtype in _INT_VAL_ONLY else None)
+    if field is None:
+        return 0
+    n = len(getattr(tp, field))
+    return n // 2 if dtype in (DType.complex64, DType.complex128) else n
+
+
+def _pretty_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def tensor_problem(tp: Any) -> str | None:
+    """Why a TensorProto is malformed, or None when TensorFlow would accept it.
+
+    Checks what :func:`tensor_to_numpy` relies on: a known dtype, no negative or unknown
+    dimension, ``tensor_content`` of exactly ``elements * itemsize`` bytes and not mixed with
+    ``*_val`` values. Reads sizes only, so it is cheap on any tensor (the payload is not
+    copied; a declared shape larger than the payload, TensorFlow's fill-with-the-last-value
+    convention, is legal and left to the bound of :func:`tensor_to_numpy`).
+    """
+    try:
+        dtype = DType.of(tp.dtype)
+    except ValueError:
+        return f"unknown dtype {tp.dtype}"
+    if tp.tensor_shape.unknown_rank:
+        return "a constant of unknown rank"
+    dims = [int(d.size) for d in tp.tensor_shape.dim]
+    if any(d < 0 for d in dims):
+        return f"negative dimension in shape {dims}"
+    count = math.prod(dims)
+    if count >= 1 << 63:
+        return f"shape {dims} has more than 2**63 elements"
+    itemsize = dtype.itemsize
+    content = len(tp.tensor_content) if itemsize is not None else 0
+    if content:
+        values = _num_values(tp, dtype)
+        if values:
+            field = _VAL_FIELD.get(dtype, "int_val")
+            return f"both tensor_content and {field} ({values} values) are set"
+        if content != count * itemsize:
+            return (
+                f"{content} bytes of tensor_content for shape {dims} {dtype.name} "
+                f"(needs {count * itemsize})"
+            )
+    return None
+
+
+def tensor_to_numpy(tp: Any, max_bytes: int | None = None) -> np.ndarray:
+    """Decode a TensorProto to a new, read-only numpy array.
+
+    A malformed tensor (see :func:`tensor_problem`) raises ValueError. A tensor whose shape
+    is filled from fewer stored values (TensorFlow repeats the last one; none stored means
+    zeros) is expanded only up to ``max_bytes`` (default :data:`DECODE_LIMIT`): a few bytes
+    of file must not become gigabytes of memory. Callers name the node in their error.
+    """
+    problem = tensor_problem(tp)
+    if problem is not None:
+        raise ValueError(problem)
     dtype = DType.of(tp.dtype)
     shape = tensor_shape(tp)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     if dtype == DType.bfloat16:
         raise ValueError("bfloat16 constants are not supported")
     npt = dtype.numpy
+    limit = DECODE_LIMIT if max_bytes is None else max_bytes
+    nbytes = count * npt.itemsize
+    if nbytes > limit and _num_values(tp, dtype) < count and not tp.tensor_content:
+        raise ValueError(
+            f"declares shape {list(shape)} {dtype.name} ({_pretty_bytes(nbytes)}) from "
+            f"{_num_values(tp, dtype)} stored value(s); decoding it would exceed the "
+            f"{_pretty_bytes(limit)} limit"
+        )
     content = tp.tensor_content  # a fresh bytes object: reading the field copies it
     if content and dtype != DType.string:
         arr = np.frombuffer(content, dtype=npt)  # read-only, owns nothing else
@@ -82,6 +167,8 @@ def tensor_to_numpy(tp: Any) -> np.ndarray:
             arr = np.array(values, dtype=npt)
         if arr.size == 0 and count:
             arr = np.zeros(count, dtype=npt)
+        elif arr.size > count:
+            arr = arr[:count]  # TensorFlow ignores values beyond the shape
         elif arr.size != count and arr.size:
             # TensorFlow repeats the last value to fill the shape.
             fill = np.full(count, arr[-1], dtype=npt)

@@ -60,6 +60,14 @@ class DType(IntEnum):
             raise ValueError(f"dtype {self.name} has no numpy equivalent") from None
 
     @property
+    def itemsize(self) -> int | None:
+        """Bytes per element; None for strings, resources, variants and unknown sizes."""
+        if self == DType.string:
+            return None
+        npt = _NUMPY.get(self)
+        return npt.itemsize if npt is not None else _OTHER_ITEMSIZE.get(self)
+
+    @property
     def is_floating(self) -> bool:
         return self in (DType.float16, DType.bfloat16, DType.float32, DType.float64)
 
@@ -80,6 +88,15 @@ _NUMPY: dict[DType, np.dtype] = {
     DType.float16: np.dtype(np.float16),
     DType.uint32: np.dtype(np.uint32),
     DType.uint64: np.dtype(np.uint64),
+}
+
+_OTHER_ITEMSIZE: dict[DType, int] = {
+    DType.bfloat16: 2,
+    DType.qint8: 1,
+    DType.quint8: 1,
+    DType.qint16: 2,
+    DType.quint16: 2,
+    DType.qint32: 4,
 }
 
 

@@ -1,7 +1,9 @@
 """Loading and saving graphs.
 
 ``load`` accepts a frozen GraphDef ``.pb``, a ``.pbtxt``, a TF2 SavedModel directory
-(frozen through its serving signature), a ``tf.Graph``, or a GraphDef object. Binary
+(frozen through its serving signature by reading its files as data: nothing of the model
+runs), a ``tf.Graph``, or a GraphDef object. Every tensor attribute is checked against its
+declared dtype and shape when loaded (:func:`attrs.tensor_problem`), naming the node. Binary
 files are parsed one node at a time, so a deleted constant frees its memory and no
 second copy of the file is kept; saving streams nodes to a temporary file that is
 renamed into place only when complete.
@@ -9,8 +11,12 @@ renamed into place only when complete.
 
 from __future__ import annotations
 
+import codecs
 import os
+import re
+import secrets
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,7 @@ from google.protobuf import text_format
 
 from ..errors import GraphError, InputError, UsageError
 from . import proto
+from .attrs import tensor_problem
 from .graph import Graph
 from .names import TensorRef
 
@@ -67,6 +74,7 @@ def load(
         graph = Graph.from_graph_def(proto.from_tf(source), **kwargs)
     else:
         raise UsageError(f"cannot load a graph from {type(source).__name__}")
+    _check_tensors(graph)
     if validate:
         from ..verify import check_structure
 
@@ -79,6 +87,30 @@ def load(
                 if ref.node not in graph:
                     raise GraphError(f"{graph.source}: {what} {ref} names no node in the graph")
     return graph
+
+
+def _check_tensors(graph: Graph) -> None:
+    """Refuse a malformed tensor attribute (a Const's value, mostly), naming its node.
+
+    Reads sizes only: no constant is decoded or copied (see :func:`attrs.tensor_problem`).
+    """
+    for nd in graph._nodes.values():
+        for key, av in nd.attr.items():
+            kind = av.WhichOneof("value")
+            if kind == "tensor":
+                tensors = [av.tensor]
+            elif kind == "list" and len(av.list.tensor):
+                tensors = list(av.list.tensor)
+            else:
+                continue
+            for tp in tensors:
+                problem = tensor_problem(tp)
+                if problem is not None:
+                    where = (
+                        f"Const {nd.name!r}" if nd.op == "Const" and key == "value"
+                        else f"node {nd.name!r} ({nd.op}) attr {key!r}"
+                    )
+                    raise InputError(f"{graph.source}: {where}: {problem}")
 
 
 def _load_path(path: Path, kwargs: dict[str, Any], progress: Progress | None, sig: str) -> Graph:
@@ -190,10 +222,9 @@ def _encode_varint(value: int) -> bytes:
 
 
 def _load_pbtxt(path: Path, kwargs: dict[str, Any]) -> Graph:
-    text = path.read_text(errors="replace")
     gd = proto.GraphDef()
     try:
-        text_format.Parse(text, gd)
+        _parse_pbtxt(path, gd)
     except text_format.ParseError as exc:
         # The function library and debug info are opaque bytes in our schema; a text
         # file that spells them out is parsed with TensorFlow's own messages.
@@ -202,39 +233,114 @@ def _load_pbtxt(path: Path, kwargs: dict[str, Any]) -> Graph:
 
             tf_gd = graph_pb2.GraphDef()
             try:
-                text_format.Parse(text, tf_gd)
+                text_format.Parse(path.read_text(errors="replace"), tf_gd)
             except text_format.ParseError as exc2:
                 raise InputError(f"{path}: pbtxt syntax error: {exc2}") from None
             gd = proto.from_tf(tf_gd)
         else:
             raise InputError(f"{path}: pbtxt syntax error: {exc}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
     if not gd.node:
         raise InputError(f"{path}: not a GraphDef (no nodes found)")
     return Graph.from_graph_def(gd, source=str(path), **kwargs)
 
 
-def _load_saved_model(path: Path, kwargs: dict[str, Any], signature: str) -> Graph:
-    """Freeze a TF2 SavedModel through one of its signatures."""
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
+# A quoted tensor_content at least this long is unescaped here rather than by text_format's
+# tokenizer, whose regular expression needs about 100 bytes per character of a string token.
+_BLOB_MIN = 1 << 15
+_BLOB_FIELD = re.compile(r'\s*tensor_content\s*:\s*"')
+# \u, \U and \N{...} escapes (after an even run of backslashes), left to text_format.
+_UNICODE_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\[uUN]")
 
-    try:
-        loaded = tf.saved_model.load(str(path))
-    except Exception as exc:  # TensorFlow raises many types for a bad SavedModel
-        raise InputError(f"{path}: cannot load SavedModel: {str(exc).splitlines()[0]}") from None
-    sigs = getattr(loaded, "signatures", {})
-    if signature not in sigs:
-        raise InputError(
-            f"{path}: SavedModel has no signature {signature!r} (has: {sorted(sigs)})"
-        )
-    fn = sigs[signature]
-    frozen = convert_variables_to_constants_v2(fn)
-    gd = frozen.graph.as_graph_def()
-    # Name the interface after the signature's own input and output names.
-    ins = [t.name for t in frozen.inputs if t.dtype != tf.resource]
-    outs = [t.name for t in frozen.outputs]
+
+def _parse_pbtxt(path: Path, gd: Any) -> None:
+    """Parse a text GraphDef into ``gd`` in bounded memory.
+
+    The file is fed to the parser line by line (never held whole, nor split into a list),
+    and each long ``tensor_content`` string is unescaped directly to bytes and swapped for a
+    short tag, set back once the message is parsed. Anything unusual (an escape this fast
+    path does not handle, a tag that cannot be placed back) falls back to the plain parse.
+    """
+    tag = f"graphsurgery-blob-{secrets.token_hex(8)}-"
+    blobs: list[bytes | None] = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        text_format.ParseLines(_pbtxt_lines(fh, blobs, tag), gd)
+    if blobs and not _restore_blobs(gd, blobs, tag.encode()):
+        gd.Clear()
+        text_format.Parse(path.read_text(errors="replace"), gd)
+
+
+def _pbtxt_lines(lines: Iterable[str], blobs: list[bytes | None], tag: str) -> Iterator[str]:
+    for line in lines:
+        if len(line) >= _BLOB_MIN:
+            m = _BLOB_FIELD.match(line)
+            end = _closing_quote(line, m.end()) if m else None
+            if m and end is not None and not line[end + 1 :].strip():
+                body = line[m.end() : end]
+                blob = None if _UNICODE_ESCAPE.search(body) else _unescape(body)
+                if blob is not None:
+                    blobs.append(blob)
+                    line = f'{m.group(0)}{tag}{len(blobs) - 1}"\n'
+        yield line
+
+
+def _unescape(body: str) -> bytes | None:
+    """C-escaped text to bytes, as text_format reads it; None for an escape it rejects."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unknown escape ("\\q") is a warning in Python
+        try:
+            return codecs.escape_decode(body.encode())[0]  # type: ignore[attr-defined]
+        except (ValueError, DeprecationWarning):
+            return None
+
+
+def _closing_quote(line: str, start: int) -> int | None:
+    """Index of the ``"`` that ends the string starting at ``start`` (not escaped)."""
+    pos = start
+    while True:
+        pos = line.find('"', pos)
+        if pos < 0:
+            return None
+        slashes = 0
+        while line[pos - 1 - slashes] == "\\":
+            slashes += 1
+        if not slashes % 2:
+            return pos
+        pos += 1
+
+
+def _restore_blobs(gd: Any, blobs: list[bytes | None], tag: bytes) -> bool:
+    """Put each unescaped tensor_content back in place of its tag; False if one is lost."""
+    placed = 0
+
+    def visit(av: Any) -> None:
+        nonlocal placed
+        kind = av.WhichOneof("value")
+        tensors = [av.tensor] if kind == "tensor" else av.list.tensor if kind == "list" else []
+        for tp in tensors:
+            content = tp.tensor_content
+            if content.startswith(tag):
+                i = int(content[len(tag) :])
+                tp.tensor_content = blobs[i]
+                blobs[i] = None  # free each as soon as the message holds it
+                placed += 1
+        if kind == "func":
+            for v in av.func.attr.values():
+                visit(v)
+
+    for nd in gd.node:
+        for av in nd.attr.values():
+            visit(av)
+    return placed == len(blobs)
+
+
+def _load_saved_model(path: Path, kwargs: dict[str, Any], signature: str) -> Graph:
+    """Freeze a TF2 SavedModel through one of its signatures, reading it as data
+    (:mod:`graphsurgery.ir.savedmodel`: nothing of the model runs)."""
+    from .savedmodel import freeze
+
+    gd, ins, outs = freeze(path, signature)
     if kwargs.get("inputs") is None:
         kwargs["inputs"] = ins
     if kwargs.get("outputs") is None:
@@ -254,6 +360,10 @@ def save(graph: Graph, path: str | os.PathLike, *, progress: Progress | None = N
     except OSError as exc:
         raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
     try:
+        from ..outdir import file_mode
+
+        # mkstemp makes 0600: give the file the replaced file's mode, or the umask's
+        os.fchmod(fd, path.stat().st_mode & 0o7777 if path.is_file() else file_mode())
         with os.fdopen(fd, "wb") as fh:
             if text:
                 gd = graph.to_graph_def()

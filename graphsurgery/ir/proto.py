@@ -6,7 +6,8 @@ therefore reads and writes GraphDefs with its own message classes, declared here
 field numbers of TensorFlow's ``graph.proto`` family. Messages that graphsurgery never
 looks inside (the function library, debug info, full types, resource handles) are
 declared as ``bytes``: an embedded message and a bytes field share one wire type, so they
-round-trip untouched. Fields this schema does not name survive as unknown fields.
+round-trip untouched. Fields this schema does not name survive as unknown fields. Dtypes
+are the ``DataType`` enum, so a ``.pbtxt`` reads and writes ``DT_FLOAT`` as TensorFlow does.
 
 TensorFlow is imported only where TensorFlow itself is needed (shape inference, the
 TFLite converter, running a graph); :func:`to_tf` and :func:`from_tf` cross that border.
@@ -21,7 +22,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 _F = descriptor_pb2.FieldDescriptorProto
 _PACKAGE = "graphsurgery.wire"
 
-# (message, [(field name, number, type, label, message type name or None)])
+# (message, [(field name, number, type, label, message or enum type name or None)])
 _OPT, _REP = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
 _MESSAGES: list[tuple[str, list[tuple[str, int, int, int, str | None]]]] = [
     ("Dim", [("size", 1, _F.TYPE_INT64, _OPT, None), ("name", 2, _F.TYPE_STRING, _OPT, None)]),
@@ -32,7 +33,7 @@ _MESSAGES: list[tuple[str, list[tuple[str, int, int, int, str | None]]]] = [
     (
         "TensorProto",
         [
-            ("dtype", 1, _F.TYPE_INT32, _OPT, None),
+            ("dtype", 1, _F.TYPE_ENUM, _OPT, "DataType"),
             ("tensor_shape", 2, _F.TYPE_MESSAGE, _OPT, "TensorShapeProto"),
             ("version_number", 3, _F.TYPE_INT32, _OPT, None),
             ("tensor_content", 4, _F.TYPE_BYTES, _OPT, None),
@@ -59,7 +60,7 @@ _MESSAGES: list[tuple[str, list[tuple[str, int, int, int, str | None]]]] = [
             ("i", 3, _F.TYPE_INT64, _REP, None),
             ("f", 4, _F.TYPE_FLOAT, _REP, None),
             ("b", 5, _F.TYPE_BOOL, _REP, None),
-            ("type", 6, _F.TYPE_INT32, _REP, None),
+            ("type", 6, _F.TYPE_ENUM, _REP, "DataType"),
             ("shape", 7, _F.TYPE_MESSAGE, _REP, "TensorShapeProto"),
             ("tensor", 8, _F.TYPE_MESSAGE, _REP, "TensorProto"),
             ("func", 9, _F.TYPE_MESSAGE, _REP, "NameAttrList"),
@@ -73,7 +74,7 @@ _MESSAGES: list[tuple[str, list[tuple[str, int, int, int, str | None]]]] = [
             ("i", 3, _F.TYPE_INT64, _OPT, None),
             ("f", 4, _F.TYPE_FLOAT, _OPT, None),
             ("b", 5, _F.TYPE_BOOL, _OPT, None),
-            ("type", 6, _F.TYPE_INT32, _OPT, None),
+            ("type", 6, _F.TYPE_ENUM, _OPT, "DataType"),
             ("shape", 7, _F.TYPE_MESSAGE, _OPT, "TensorShapeProto"),
             ("tensor", 8, _F.TYPE_MESSAGE, _OPT, "TensorProto"),
             ("placeholder", 9, _F.TYPE_STRING, _OPT, None),
@@ -120,6 +121,17 @@ _MESSAGES: list[tuple[str, list[tuple[str, int, int, int, str | None]]]] = [
     ),
 ]
 
+# tensorflow.DataType (types.proto), declared as an enum so that the text format reads and
+# writes the names TensorFlow uses ("DT_FLOAT"). proto3 enums are open: a number not listed
+# here still parses and round-trips (and :mod:`graphsurgery.ir.attrs` reports it).
+_DATA_TYPES = [
+    "INVALID", "FLOAT", "DOUBLE", "INT32", "UINT8", "INT16", "INT8", "STRING", "COMPLEX64",
+    "INT64", "BOOL", "QINT8", "QUINT8", "QINT32", "BFLOAT16", "QINT16", "QUINT16", "UINT16",
+    "COMPLEX128", "HALF", "RESOURCE", "VARIANT", "UINT32", "UINT64", "FLOAT8_E5M2",
+    "FLOAT8_E4M3FN", "FLOAT8_E4M3FNUZ", "FLOAT8_E4M3B11FNUZ", "FLOAT8_E5M2FNUZ", "INT4", "UINT4",
+    "INT2", "UINT2", "FLOAT4_E2M1FN",
+]  # the value of each is its index; DT_<name>_REF is the value plus 100
+
 # Fields that are a `oneof value` in attr_value.proto.
 _ONEOF = {
     "AttrValue": ["list", "s", "i", "f", "b", "type", "shape", "tensor", "placeholder", "func"]
@@ -137,6 +149,11 @@ def _build_file() -> descriptor_pb2.FileDescriptorProto:
     entry.field.add(
         name="value", number=2, type=_F.TYPE_MESSAGE, label=_OPT, type_name=f".{_PACKAGE}.AttrValue"
     )
+    enum = f.enum_type.add(name="DataType")
+    for number, name in enumerate(_DATA_TYPES):
+        enum.value.add(name=f"DT_{name}", number=number)
+    for number, name in enumerate(_DATA_TYPES[1:], start=101):
+        enum.value.add(name=f"DT_{name}_REF", number=number)
     for msg_name, fields in _MESSAGES:
         msg = f.message_type.add(name=msg_name)
         oneof = _ONEOF.get(msg_name, [])

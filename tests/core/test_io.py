@@ -105,7 +105,7 @@ def test_structural_problems_are_load_errors(tmp_path):
 def test_pbtxt_syntax_error_names_the_line(tmp_path):
     path = tmp_path / "bad.pbtxt"
     path.write_text('node {\n  name: "x"\n  op: "Placeholder"\n  input: \n')
-    with pytest.raises(gs.InputError, match=r"bad.pbtxt: pbtxt syntax error: 5:"):
+    with pytest.raises(gs.InputError, match=r"bad.pbtxt: pbtxt syntax error: 4:"):
         gs.load(path)
 
 
