@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UsageError
+from ..ir.attrs import TensorDecodeError
 from ..ir.graph import Graph, Node
 from ..ir.names import TensorRef
 
@@ -567,7 +568,11 @@ class Matcher:
             if nd.op != "Const" or t.port != 0:
                 att.fail(st, f"node {nd.name!r} is {nd.op}, pattern wants a Const")
                 return
-            value = graph.const_value(t)
+            try:
+                value = graph.const_value(t)
+            except TensorDecodeError as exc:  # malformed, or too large to look at
+                att.fail(st, str(exc))
+                return
             if not pat.const(value):
                 describe = getattr(pat.const, "describe", None)
                 why = describe(value) if describe else f"fails {_pred_name(pat.const, 'const')}"

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UsageError
 from ..ir import proto
+from ..ir.attrs import TensorDecodeError
 from ..ir.graph import Graph, Node
 from ..ir.names import TensorRef
 from ..registry import Option, Pass, register_pass
@@ -132,9 +133,16 @@ class Rule:
         self.matcher = Matcher(self.pattern)
 
     def match(self, graph: Graph, node: str | Node) -> Match | None:
-        """The match at ``node`` that also satisfies ``where``, or None."""
-        m = self.matcher.match(graph, node)
-        if m is None or (self.where is not None and not self.where(m, graph)):
+        """The match at ``node`` that also satisfies ``where``, or None.
+
+        A constant too large (or too malformed) to decode is no match: a rule looks at
+        values, and a legal one-value Const of shape [32768, 32768] must not stop a pass.
+        """
+        try:
+            m = self.matcher.match(graph, node)
+            if m is None or (self.where is not None and not self.where(m, graph)):
+                return None
+        except TensorDecodeError:
             return None
         return m
 
@@ -158,7 +166,10 @@ class Rule:
 
 def _rewrite(rule: Rule, m: Match, rw: Rewriter) -> bool:
     b = Builder(rw, scope=m.root.name)
-    result = rule.replacement(b, m)
+    try:
+        result = rule.replacement(b, m)
+    except TensorDecodeError:  # a value too large to decode: leave the match alone
+        result = None
     if result is None:
         rw.erase_dead(b.created)
         return False

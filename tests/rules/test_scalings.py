@@ -133,3 +133,28 @@ def test_integer_constants_fold():
     g = load(lambda x: x * 3 * 5, dtype=tf.int32)
     check_pass(g, PASS, feeds={"x": np.arange(8, dtype=np.int32).reshape(2, 4)},
                before={"Mul": 2}, after={"Mul": 1})
+
+
+def test_one_value_const_too_large_to_decode_is_left_alone():
+    """A legal one-value Const of shape [32768, 32768] (4 GiB once expanded) times a scalar:
+    the rule does not match (the value is never materialised) instead of failing the pass."""
+    from graphsurgery.ir import proto
+
+    gd = proto.GraphDef()
+    big = gd.node.add(name="big", op="Const")
+    big.attr["dtype"].type = 1
+    t = big.attr["value"].tensor
+    t.dtype = 1
+    t.tensor_shape.dim.add().size = 32768
+    t.tensor_shape.dim.add().size = 32768
+    t.float_val.append(2.0)
+    k = gd.node.add(name="k", op="Const")
+    k.attr["dtype"].type = 1
+    k.attr["value"].tensor.dtype = 1
+    k.attr["value"].tensor.float_val.append(3.0)
+    m = gd.node.add(name="out", op="Mul", input=["big", "k"])
+    m.attr["T"].type = 1
+    graph = gs.load(gd, outputs=["out"])
+    result = gs.Pipeline.parse(PASS).run(graph)
+    assert result.ok
+    assert graph.op_counts() == {"Const": 2, "Mul": 1}
