@@ -24,6 +24,9 @@ Per model (see the module of each step for details):
    of the time budget.
 4. FLOPs of the graph (``graphsurgery.check.count_flops``) and achieved GFLOP/s against the
    fp32 GEMM roofline measured in the same run (:mod:`benchmarks.gemm`).
+
+Once per run, before the models: the generic pipeline on a generated 100k-node graph and
+CSE of 5,000 duplicates feeding one AddN (:mod:`benchmarks.scale`; ``--no-scale`` skips it).
 """
 
 from __future__ import annotations
@@ -112,6 +115,24 @@ def bench_core_pipeline(models: list[str]) -> list[dict]:
     return rows
 
 
+def bench_scale(s: Settings) -> dict[str, Any]:
+    """The generic pipeline on a generated graph of ``s.scale_nodes`` nodes, and CSE of
+    ``s.scale_duplicates`` duplicates feeding one AddN (:mod:`benchmarks.scale`)."""
+    rep = run_child_safe("benchmarks.scale", "--nodes", str(s.scale_nodes), "--duplicates",
+                         str(s.scale_duplicates), timeout=s.timeout_s)
+    if not rep.get("ok"):
+        print(f"scale: FAILED {rep.get('error')}")
+        return rep
+    g, c = rep["graph"], rep["cse"]
+    print(f"scale: generated graph, {g['nodes_before']} -> {g['nodes_after']} nodes "
+          f"({g['file_mb']:.1f} MB): load {g['load_s']:.2f} s, generic {g['passes_s']:.2f} s "
+          f"(no verification {g['passes_unverified_s']:.2f} s, every pass edit-guarded "
+          f"{g['passes_guard_all_s']:.2f} s), save {g['save_s']:.2f} s, total "
+          f"{g['total_s']:.2f} s; core::cse over {c['duplicates']} duplicates into one AddN "
+          f"{c['pass_s']:.3f} s; peak RSS {rep['peak_rss_mb']:.0f} MB")
+    return rep
+
+
 # ============================================================================ settings
 @dataclass
 class Settings:
@@ -131,6 +152,8 @@ class Settings:
     keep_artifacts: bool = False
     smoke: bool = False
     jobs: int = 1  # models measured at once (the smoke run: 2; measurements need 1)
+    scale_nodes: int = 100_000  # the generated graph of benchmarks.scale (0: skipped)
+    scale_duplicates: int = 5_000
     command: str = "make bench"
 
 
@@ -720,6 +743,8 @@ def parse_args(argv: list[str]) -> tuple[Settings, Path]:
     ap.add_argument("--no-onnx2tf", action="store_true")
     ap.add_argument("--no-cli", action="store_true", help="skip the end-to-end command run")
     ap.add_argument("--no-core", action="store_true", help="skip the core pipeline section")
+    ap.add_argument("--no-scale", action="store_true",
+                    help="skip the 100k-node generated graph and the 5,000-duplicate CSE case")
     ap.add_argument("--budget-min", type=float, default=None,
                     help="time budget of the whole run; onnx2tf gets what is left (28)")
     ap.add_argument("--results-dir", type=Path, default=None,
@@ -731,7 +756,8 @@ def parse_args(argv: list[str]) -> tuple[Settings, Path]:
     if a.smoke:
         s = Settings(models=a.models or SMOKE_MODELS, core_models=a.models or SMOKE_MODELS,
                      runs=2, warmup=1, gemm_n=512, gemm_runs=3, onnx2tf=False, cli=False,
-                     timeout_s=300, budget_s=600, smoke=True, jobs=2,
+                     timeout_s=300, budget_s=600, smoke=True, jobs=2, scale_nodes=2_000,
+                     scale_duplicates=200,
                      command="python -m benchmarks --smoke")
     else:
         s = Settings(models=a.models or FULL_MODELS, core_models=CORE_MODELS,
@@ -746,6 +772,8 @@ def parse_args(argv: list[str]) -> tuple[Settings, Path]:
         s.cli = False
     if a.no_core:
         s.core_models = []
+    if a.no_scale:
+        s.scale_nodes = 0
     if a.budget_min is not None:
         s.budget_s = a.budget_min * 60
     s.keep_artifacts = a.keep_artifacts
@@ -774,6 +802,7 @@ def main(argv: list[str]) -> int:
     report["tensorflow_import_s"] = tensorflow_import_s()
     _log(f"import tensorflow in a fresh process: {_fmt_s(report['tensorflow_import_s'])}")
     report["core_pipeline"] = bench_core_pipeline(s.core_models) if s.core_models else []
+    report["scale"] = bench_scale(s) if s.scale_nodes else {"ok": False, "error": "skipped"}
 
     # A fresh folder per run: other checkouts' test suites may run a smoke run meanwhile.
     (CACHE / "work").mkdir(parents=True, exist_ok=True)

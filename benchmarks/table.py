@@ -352,6 +352,26 @@ def render(rep: dict[str, Any]) -> str:
     lines.append("n/a: graphsurgery's or the peer's model is missing (see What failed).")
     lines.append("")
 
+    scale = rep.get("scale") or {}
+    if scale.get("ok"):
+        g, c = scale["graph"], scale["cse"]
+        lines += ["## Scale (generated graph, `benchmarks.scale`)", "",
+                  "| | seconds |", "|---|---|",
+                  f"| load, {g['nodes_before']} nodes ({g['file_mb']:.1f} MB) | "
+                  f"{_s(g['load_s'])} |",
+                  f"| generic pipeline, {g['passes']} passes, -> {g['nodes_after']} nodes | "
+                  f"{_s(g['passes_s'])} |",
+                  f"| ... without verification after each pass | "
+                  f"{_s(g['passes_unverified_s'])} |",
+                  f"| ... with every pass (not only plugins') edit-guarded | "
+                  f"{_s(g['passes_guard_all_s'])} |",
+                  f"| save | {_s(g['save_s'])} |",
+                  f"| load + generic + save | {_s(g['total_s'])} |",
+                  f"| core::cse, {c['duplicates']} duplicates into one AddN | "
+                  f"{_s(c['pass_s'])} |", ""]
+    elif scale.get("error") != "skipped" and scale:
+        fails.add("scale", "generated graph", scale.get("error"))
+
     if fails.items:
         lines += ["## What failed", ""]
         lines += [f"{i}. {item[2:]}" for i, item in enumerate(fails.items, 1)]

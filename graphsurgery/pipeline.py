@@ -37,9 +37,11 @@ from .errors import GraphSurgeryError, PassFailure, UsageError
 from .ir.graph import Graph
 from .registry import Pass, get_pass
 from .rewriter import Rewriter
-from .verify import signature, verify
+from .verify import EditGuard, check_structure, signature, verify
 
 log = logging.getLogger("graphsurgery")
+#: Modules of the passes shipped with graphsurgery (not watched for edits in place).
+BUILTIN_MODULES = ("graphsurgery.passes.", "graphsurgery.rules.")
 
 
 # ---------------------------------------------------------------------- pipeline items
@@ -212,7 +214,11 @@ def register_pipeline(name: str, description: str) -> Callable[[Callable[[], Any
             raise UsageError(f"pipeline preset {name!r} is registered twice")
 
         def factory() -> Pipeline:
-            made = fn()
+            try:
+                made = fn()
+            except SystemExit as exc:  # a plugin's preset: its exit is an error, not ours
+                raise UsageError(f"pipeline preset {name!r} ({fn.__module__}) called "
+                                 f"sys.exit({exc.code!r})") from None
             return Pipeline.parse(made) if isinstance(made, str) else made
 
         _PRESETS[name] = Preset(name, description, factory)
@@ -486,6 +492,7 @@ class Pipeline:
         instruments: Sequence[Instrument] = (),
         reproducer_dir: str | os.PathLike | None = None,
         source: str | os.PathLike | None = None,
+        guard_edits: str = "plugins",
     ) -> PipelineResult:
         """Run every pass over ``graph`` in place and return what each did.
 
@@ -495,10 +502,18 @@ class Pipeline:
         the graph is kept per pass; without it, the graph is snapshotted before each pass
         (cheap: NodeDefs are shared until a pass replaces them, at which point the old
         ones stay alive until the pass ends). ``keep_going`` always snapshots, to restore.
+
+        With ``verify_each``, a pass that edits a NodeDef in place instead of through its
+        Rewriter fails ("pass X edited node 'n' without the Rewriter"; see
+        :class:`~graphsurgery.verify.EditGuard`). ``guard_edits`` says which passes are
+        watched: ``"plugins"`` (every pass not shipped with graphsurgery, the default: the
+        built-in ones are tested never to do it), ``"all"`` or ``"off"``.
         """
+        if guard_edits not in ("plugins", "all", "off"):
+            raise UsageError(f"guard_edits={guard_edits!r} must be plugins, all or off")
         self.warm_up()
         runner = _Runner(self, graph, verify_each, verify_shapes, keep_going,
-                         list(instruments), reproducer_dir, source)
+                         list(instruments), reproducer_dir, source, guard_edits)
         return runner.run()
 
 
@@ -513,6 +528,7 @@ class _Runner:
         instruments: list[Instrument],
         reproducer_dir: str | os.PathLike | None,
         source: str | os.PathLike | None = None,
+        guard_edits: str = "plugins",
     ) -> None:
         self.pipeline = pipeline
         self.source = Path(source) if source else None
@@ -526,6 +542,8 @@ class _Runner:
         self.reproducer_dir = Path(reproducer_dir) if reproducer_dir else None
         self.result = PipelineResult(graph, str(pipeline))
         self.done: list[str] = []
+        self.guard_edits = guard_edits
+        self.guard: EditGuard | None = None  # fingerprints after the last pass, if watched
 
     def run(self) -> PipelineResult:
         t0 = time.perf_counter()
@@ -536,6 +554,13 @@ class _Runner:
                 self._step(item, None)
         self.result.seconds = time.perf_counter() - t0
         return self.result
+
+    def _guarded(self, instance: Pass) -> bool:
+        """Whether an :class:`EditGuard` watches this pass for NodeDefs edited in place."""
+        if not self.verify_each or self.guard_edits == "off":
+            return False
+        module = type(instance).module or ""
+        return self.guard_edits == "all" or not module.startswith(BUILTIN_MODULES)
 
     def _fixpoint(self, group: Fixpoint) -> None:
         for i in range(1, group.max_iter + 1):
@@ -554,7 +579,14 @@ class _Runner:
 
     def _step(self, step: Step, iteration: int | None) -> bool:
         graph = self.graph
-        instance = step.instantiate()
+        try:
+            instance = step.instantiate()
+        except SystemExit as exc:  # plugin code: its exit is its failure, never ours
+            raise PassFailure(step.pass_id, list(self.done), _exit_reason(exc)) from None
+        guard = None
+        if self._guarded(instance):  # the last pass's fingerprints, when it was watched too
+            guard = self.guard if self.guard is not None else EditGuard(graph)
+        self.guard = guard
         before_ops = dict(graph.op_counts())
         nodes_before = len(graph)
         snapshot = graph.copy() if self.snapshot_each else None
@@ -567,6 +599,7 @@ class _Runner:
         problems: list[str] = []
         try:
             instance.run(graph, rw)
+            rw.keep_output_names()  # declared outputs keep their names, whatever the pass did
             if rw.erased:
                 rw.fix_colocation()
         except UsageError as exc:
@@ -580,9 +613,20 @@ class _Runner:
         except Exception as exc:  # a bug in the pass: report it as its failure
             error = f"{type(exc).__name__}: {exc}"
             log.debug("pass %s raised", step.pass_id, exc_info=True)
+        except SystemExit as exc:  # sys.exit() in a plugin pass must not end the run "ok"
+            error = _exit_reason(exc)
         seconds = time.perf_counter() - t0
-        if error is None and self.verify_each:
-            problems = verify(graph, sig, shapes=self.verify_shapes)
+        edited = guard.edited(graph) if guard is not None else []
+        if edited:
+            # The NodeDefs were changed behind the Rewriter's back: the indexes learn of
+            # it, and the whole graph is checked (the dangling input is reported too).
+            graph._adopt_edits(edited)
+            more = f" (and {len(edited) - 1} more)" if len(edited) > 1 else ""
+            error = (f"pass {step.pass_id} edited node {edited[0]!r}{more} without the "
+                     "Rewriter" + (f"; it also failed: {error}" if error else ""))
+            problems = check_structure(graph)
+        elif error is None and self.verify_each:
+            problems = verify(graph, sig, shapes=self.verify_shapes, incremental=True)
         record = PassRecord(
             pass_id=step.pass_id,
             options=instance.options,
@@ -599,7 +643,7 @@ class _Runner:
             changes=rw.changes,
         )
         if error is not None or problems:
-            self._fail(record, snapshot, step)
+            self._fail(record, snapshot, step, restorable=not edited)
             return False
         self.result.records.append(record)
         self.done.append(step.pass_id)
@@ -608,17 +652,23 @@ class _Runner:
             ins.after_pass(record, graph)
         return record.changed
 
-    def _fail(self, record: PassRecord, snapshot: Graph | None, step: Step) -> None:
+    def _fail(self, record: PassRecord, snapshot: Graph | None, step: Step,
+              restorable: bool = True) -> None:
         reason = record.error or (
             "verification failed: " + record.problems[0]
             + (f" (and {len(record.problems) - 1} more)" if len(record.problems) > 1 else "")
         )
+        if record.error and record.problems:  # edited in place: say what that broke
+            reason += f"; {record.problems[0]}"
         record.verification = "failed"
         for ins in self.instruments:
             ins.on_failure(record, self.graph)
         repro = self._write_reproducer(snapshot, step)
-        if self.keep_going and snapshot is not None:
+        # A snapshot shares the NodeDefs with the graph: one edited in place cannot be
+        # restored, so --keep-going stops there too.
+        if self.keep_going and snapshot is not None and restorable:
             self.graph.restore(snapshot)
+            self.guard = None
             record.changed = False
             self.result.failures.append(record)
             self.result.records.append(record)
@@ -656,6 +706,11 @@ class _Runner:
             "passes_before": self.done,
         }, indent=2) + "\n")
         return str(d)
+
+
+def _exit_reason(exc: SystemExit) -> str:
+    """What a plugin's ``sys.exit()`` becomes: the failure of the pass that called it."""
+    return f"called sys.exit({exc.code!r}) (SystemExit)"
 
 
 def op_histogram(graph: Graph) -> dict[str, int]:

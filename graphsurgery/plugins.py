@@ -39,6 +39,9 @@ def load_entry_points() -> None:
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         try:
             ep.load()
+        except SystemExit as exc:
+            _loaded_entry_points = False
+            raise UsageError(f"plugin {ep.name} ({ep.value}) {_exited(exc)}") from None
         except Exception as exc:
             _loaded_entry_points = False
             raise UsageError(
@@ -54,6 +57,9 @@ def load_plugin(spec: str) -> ModuleType:
         return _load_file(path)
     try:
         return importlib.import_module(spec)
+    except SystemExit as exc:
+        sys.modules.pop(spec, None)
+        raise UsageError(f"plugin {spec} {_exited(exc)}") from None
     except ModuleNotFoundError as exc:
         if exc.name and spec.startswith(exc.name):
             raise UsageError(f"plugin {spec}: no such file or module") from None
@@ -79,6 +85,9 @@ def _load_file(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:
+        sys.modules.pop(name, None)
+        raise UsageError(f"plugin {path} {_exited(exc)}") from None
     except UsageError as exc:
         sys.modules.pop(name, None)
         raise UsageError(f"plugin {path} failed to import: {exc}") from exc
@@ -96,3 +105,9 @@ def _load_file(path: Path) -> ModuleType:
     _loaded_files[path] = module
     log.debug("loaded plugin %s", path)
     return module
+
+
+def _exited(exc: SystemExit) -> str:
+    """The error for a plugin that calls ``sys.exit()`` while it is imported: an exit from
+    plugin code must never pass for graphsurgery's own (exit 0 with no output)."""
+    return f"called sys.exit({exc.code!r}) while being imported"

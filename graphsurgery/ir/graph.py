@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import GraphError
 from . import opdefs, proto
-from .attrs import attr_to_python, shape_of, tensor_shape, tensor_to_numpy
+from .attrs import TensorDecodeError, attr_to_python, shape_of, tensor_shape, tensor_to_numpy
 from .dtypes import DType
 from .names import Input, NameGenerator, TensorRef, source_node
 
@@ -104,7 +104,13 @@ class Node:
         """Decoded attribute value (see :func:`~graphsurgery.ir.attrs.attr_to_python`)."""
         if key not in self.proto.attr:
             return default
-        return attr_to_python(self.proto.attr[key])
+        av = self.proto.attr[key]
+        if av.WhichOneof("value") != "tensor":
+            return attr_to_python(av)
+        try:
+            return attr_to_python(av)
+        except ValueError as exc:  # a malformed tensor, or one too large to decode
+            raise TensorDecodeError(f"node {self.name!r} attr {key!r}: {exc}") from None
 
     @property
     def attr_names(self) -> list[str]:
@@ -320,8 +326,13 @@ class Graph:
         nd = self._nodes.get(ref.node)
         return nd is not None and nd.op == "Const" and ref.port == 0
 
-    def const_value(self, tensor: str | TensorRef) -> np.ndarray:
-        """Decode a ``Const`` node's value (read-only array); cached for small constants."""
+    def const_value(self, tensor: str | TensorRef, max_bytes: int | None = None) -> np.ndarray:
+        """Decode a ``Const`` node's value (read-only array); cached for small constants.
+
+        A malformed value, or one whose declared shape would expand beyond ``max_bytes``
+        (see :func:`~graphsurgery.ir.attrs.tensor_to_numpy`), raises a GraphError naming the
+        node (:class:`~graphsurgery.ir.attrs.TensorDecodeError`, also a ValueError).
+        """
         ref = _ref(tensor)
         nd = self._nodes.get(ref.node)
         if nd is None or nd.op != "Const":
@@ -329,7 +340,10 @@ class Graph:
         hit = self._const_cache.get(ref.node)
         if hit is not None and hit[0] is nd:
             return hit[1]
-        arr = tensor_to_numpy(nd.attr["value"].tensor)
+        try:
+            arr = tensor_to_numpy(nd.attr["value"].tensor, max_bytes)
+        except ValueError as exc:
+            raise TensorDecodeError(f"{self.source}: Const {ref.node!r}: {exc}") from None
         if arr.nbytes <= _CACHE_BYTES:
             self._const_cache[ref.node] = (nd, arr)
         return arr
@@ -357,6 +371,9 @@ class Graph:
         nd = self._nodes.get(ref.node)
         if nd is None:
             return None
+        exact = opdefs.output_dtype(nd, ref.port)  # the op's spec: Any/All give bool, not Tidx
+        if exact is not None and exact != DType.invalid:
+            return exact
         if nd.op in ("Shape", "Size", "Rank") and "out_type" in nd.attr:
             return DType.of(nd.attr["out_type"].type)
         if nd.op in ("Greater", "Less", "Equal", "NotEqual", "GreaterEqual", "LessEqual"):
@@ -540,6 +557,20 @@ class Graph:
         self._link(nd)
         self._names._taken.add(nd.name)
         self._const_cache.pop(nd.name, None)
+        self.version += 1
+
+    def _adopt_edits(self, names: Iterable[str]) -> None:
+        """Bring the indexes in step with NodeDefs changed in place, behind the Rewriter's
+        back (found by :class:`graphsurgery.verify.EditGuard`): they get new stamps, so
+        every cache keyed on stamps or on :attr:`version` sees them as changed."""
+        for name in names:
+            if name in self._nodes:
+                self._stamps[name] = next(_STAMPS)
+                self._const_cache.pop(name, None)
+            else:
+                self._stamps.pop(name, None)
+        self._rebuild_users()
+        self._names._taken.update(self._nodes)
         self.version += 1
 
     def _drop(self, name: str) -> Any:

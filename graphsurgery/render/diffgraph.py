@@ -29,7 +29,7 @@ import logging
 import re
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -358,7 +358,9 @@ class _Builder:
             children[scope_of(s)].append(s)
         folded_any = False
 
-        def visit(parent: str) -> None:
+        def visit(parent: str) -> Iterator[str]:
+            """Fold the families among ``parent``'s child scopes; yields the scopes to
+            visit next (driven by a stack below: scopes may nest thousands deep)."""
             nonlocal folded_any
             groups: dict[str, list[str]] = defaultdict(list)
             for c in children.get(parent, ()):
@@ -403,9 +405,15 @@ class _Builder:
                         folded_any = True
                 for m in members:
                     if m not in folded_here:
-                        visit(m)
+                        yield m
 
-        visit("")
+        stack = [visit("")]
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                stack.pop()
+            else:
+                stack.append(visit(child))
         if folded_any:
             self.notes.append(f"{len(self.repeats)} repeated block famil"
                               f"{'y' if len(self.repeats) == 1 else 'ies'} folded")

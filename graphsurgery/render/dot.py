@@ -12,6 +12,7 @@ import html
 import shutil
 import subprocess
 from collections import defaultdict
+from collections.abc import Iterator
 
 from ..errors import UsageError
 from .diffgraph import DiffView, DrawBox, DrawNode
@@ -183,11 +184,12 @@ def to_dot(view: DiffView, *, clusters: bool | None = None, splines: str = "spli
             children[parent].add("/".join(parts[: i + 1]))
     counter = [0]
 
-    def emit(scope: str, shown: str, depth: int) -> None:
+    def emit(scope: str, shown: str, depth: int) -> Iterator[tuple[str, str, int]]:
+        """Write one cluster; yields its child clusters, each written before this one is
+        closed (driven by a stack below: scopes may nest thousands deep)."""
         # A scope with nothing of its own and one child scope is merged into the child.
-        if scope and not items.get(scope) and len(children.get(scope, ())) == 1:
-            emit(next(iter(children[scope])), shown, depth)
-            return
+        while scope and not items.get(scope) and len(children.get(scope, ())) == 1:
+            scope = next(iter(children[scope]))
         pad = "  " * (depth + 1)
         if scope:
             counter[0] += 1
@@ -200,11 +202,17 @@ def to_dot(view: DiffView, *, clusters: bool | None = None, splines: str = "spli
         for line in items.get(scope, ()):
             lines.append(f"{pad}  {line}")
         for child in sorted(children.get(scope, ())):
-            emit(child, scope if scope else "", depth + 1)
+            yield child, scope if scope else "", depth + 1
         if scope:
             lines.append(f"{pad}}}")
 
-    emit("", "", 0)
+    stack = [emit("", "", 0)]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+        else:
+            stack.append(emit(*child))
     for e in view.edges:
         a, b = ids.get(e.src), ids.get(e.dst)
         if a is None or b is None:

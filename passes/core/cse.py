@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from graphsurgery.ir import opdefs
+from graphsurgery.ir import opdefs, proto
 from graphsurgery.ir.attrs import tensor_shape, tensor_to_numpy
 from graphsurgery.ir.dtypes import DType
 from graphsurgery.ir.graph import Graph
-from graphsurgery.ir.names import TensorRef
+from graphsurgery.ir.names import TensorRef, source_node
 from graphsurgery.registry import Pass, register_pass
 from graphsurgery.rewriter import Rewriter
 
@@ -54,19 +54,26 @@ class CommonSubexpressionElimination(Pass):
         inputs = {t.node for t in graph.inputs}
         outputs = {t.node for t in graph.outputs}
         table: dict[tuple[Any, ...], list[str]] = {}
+        # duplicate -> the node that replaces it. Nodes are only renamed while visiting;
+        # the users of duplicates are rewritten once each at the end, so that 5,000
+        # duplicates feeding one AddN rewrite its input list once, not 5,000 times.
         renamed: dict[str, str] = {}
         # Keys of unchanged nodes (same stamp) carry over from the last run on this graph:
         # a weight's digest is computed once per pipeline.
         cache: dict[str, tuple[int | None, tuple[Any, ...]]] = getattr(graph, "_cse_keys", {})
         keys: dict[str, tuple[int | None, tuple[Any, ...]]] = {}
-        for name in graph.toposort():
+        order = graph.toposort()
+        for name in order:
             nd = graph.node_def(name)
             if not _mergeable(nd.op) or name in inputs:
                 continue
-            hit = cache.get(name)
             stamp = graph.stamp(name)
-            key = hit[1] if hit is not None and hit[0] == stamp else _key(nd)
-            keys[name] = (stamp, key)
+            if renamed and any(source_node(s) in renamed for s in nd.input):
+                key = _key(nd, renamed)  # its inputs change below: a new stamp, no caching
+            else:
+                hit = cache.get(name)
+                key = hit[1] if hit is not None and hit[0] == stamp else _key(nd)
+                keys[name] = (stamp, key)
             bucket = table.setdefault(key, [])
             rep = next((r for r in bucket if _same_value(graph, r, name)), None)
             if rep is None:
@@ -74,13 +81,38 @@ class CommonSubexpressionElimination(Pass):
                 continue
             if name in outputs:
                 continue
-            rw.replace_node(name, rep)
-            rw.erase(name)
             renamed[name] = rep
-            del keys[name]
-        graph._cse_keys = keys
+            keys.pop(name, None)
         if renamed:
+            _redirect(graph, rw, renamed, order)
             rw.fix_colocation(renamed)
+        graph._cse_keys = keys
+
+
+def _redirect(graph: Graph, rw: Rewriter, renamed: dict[str, str], order: list[str]) -> None:
+    """Point every use of a duplicate at its representative (each user rewritten once,
+    control dependencies kept as a set), then erase the duplicates."""
+    users = {u for d in renamed for u in graph._users.get(d, ()) if u not in renamed}
+    for user in sorted(users):
+        nd = proto.NodeDef()
+        nd.CopyFrom(graph.node_def(user))
+        data, ctrl = [], []
+        for s in nd.input:
+            if s[0] == "^":
+                dep = renamed.get(s[1:], s[1:])
+                if dep != user and f"^{dep}" not in ctrl:
+                    ctrl.append(f"^{dep}")
+            else:
+                ref = TensorRef.parse(s)
+                rep = renamed.get(ref.node)
+                data.append(s if rep is None else TensorRef(rep, ref.port).input_string)
+        del nd.input[:]
+        nd.input.extend(data + ctrl)
+        rw.replace_node_def(nd)
+    # Users first: in reverse topological order every duplicate is unused when erased.
+    for name in reversed(order):
+        if name in renamed:
+            rw.erase(name)
 
 
 def _mergeable(op: str) -> bool:
@@ -92,13 +124,18 @@ def _mergeable(op: str) -> bool:
 _HASHED_BYTES = 64 << 10
 
 
-def _key(nd: Any) -> tuple[Any, ...]:
+def _key(nd: Any, renamed: dict[str, str] | None = None) -> tuple[Any, ...]:
+    """What makes two nodes equal, with inputs read through ``renamed`` (duplicates found
+    so far -> their representatives)."""
     data, ctrl = [], set()
     for s in nd.input:
         if s.startswith("^"):
-            ctrl.add(s[1:])
+            ctrl.add(renamed.get(s[1:], s[1:]) if renamed else s[1:])
         else:
-            data.append(TensorRef.parse(s))
+            ref = TensorRef.parse(s)
+            if renamed and ref.node in renamed:
+                ref = TensorRef(renamed[ref.node], ref.port)
+            data.append(ref)
     attrs = []
     for k in sorted(nd.attr.keys()):
         if k in _IGNORED_ATTRS:

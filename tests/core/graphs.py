@@ -38,3 +38,34 @@ def raw_graph_def(nodes: list[tuple[str, str, list[str]]]) -> bytes:
         if op == "Placeholder":
             nd.attr["dtype"].type = int(F32)
     return gd.SerializeToString()
+
+
+def deep_chain(n: int, kind: str) -> gs.Graph:
+    """x -> ... -> y with an ``n``-long chain (deeper than Python's recursion limit).
+
+    ``kind``: ``"data"`` (Neg/Relu on x), ``"control"`` (Relu(x) nodes each waiting on the
+    previous one), ``"const_control"`` (Consts each waiting on the previous one, folded
+    into y by ``core::fold_constants``).
+    """
+    g = gs.Graph([], inputs=[], outputs=[])
+    rw = gs.Rewriter(g, "test::build")
+    x = rw.placeholder("x", F32, [1, 4])
+    t, prev = x, None
+    for i in range(n):
+        after = [prev] if prev is not None else []
+        if kind == "data":
+            t = rw.add_node("Relu" if i % 2 else "Neg", [t], {"T": F32}, name=f"n{i}")
+        elif kind == "control":
+            prev = rw.add_node("Relu", [x], {"T": F32}, name=f"n{i}", control_inputs=after)
+        else:
+            prev = t = rw.const(np.float32(i), name=f"n{i}")
+            for dep in after:
+                rw.add_control_input(t, dep)
+    if kind == "const_control":
+        t = rw.add_node("Neg", [t], {"T": F32}, name="k")
+    y = rw.add_node("AddV2", [x, t], {"T": F32}, name="y",
+                    control_inputs=[prev] if kind == "control" else [])
+    rw.set_graph_inputs([x])
+    rw.set_outputs([y])
+    g.provenance.clear()
+    return g

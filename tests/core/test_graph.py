@@ -4,7 +4,7 @@ import pytest
 import graphsurgery as gs
 from graphsurgery.ir.names import Input, NameGenerator, TensorRef
 
-from .graphs import chain
+from .graphs import chain, deep_chain
 
 
 def test_names_parse_ports_and_control_inputs():
@@ -70,3 +70,15 @@ def test_unused_placeholders_are_not_default_outputs():
     h = gs.Graph(g.to_graph_def().node)
     assert sorted(t.node for t in h.outputs) == ["unused", "y"]
     assert sorted(t.node for t in h.inputs) == ["labels_in", "x"]
+
+
+@pytest.mark.parametrize("kind", ["data", "control", "const_control"])
+def test_traversals_of_deep_chains_are_iterative(kind):
+    from graphsurgery.verify import check_structure
+
+    g = deep_chain(5000, kind)
+    order = g.toposort()
+    assert order.index("n0") < order.index("n4999") < order.index("y")
+    assert "n0" in g.ancestors(["y"])
+    assert check_structure(g) == []
+    assert g.to_networkx().number_of_nodes() == len(g)

@@ -7,7 +7,7 @@ import pytest
 import graphsurgery as gs
 from graphsurgery.pipeline import Fixpoint, Step
 
-from .graphs import F32, chain
+from .graphs import F32, chain, deep_chain
 
 
 @pytest.fixture(autouse=True)
@@ -223,3 +223,51 @@ def test_warm_up_loads_the_shape_library_only_for_passes_that_infer():
         "assert gs.Pipeline.preset('stylegan-to-tflite').warm_up() is True\n"
         "assert tf_capi.load() is not None and tf_capi._TRIED\n"
     )
+
+
+@pytest.mark.parametrize("kind", ["data", "control", "const_control"])
+def test_generic_runs_over_5000_long_chains(kind):
+    # 500 control-dependent constants ended in a RecursionError in core::fold_constants.
+    g = deep_chain(5000, kind)
+    res = gs.Pipeline.preset("generic").run(g)
+    assert res.ok
+    if kind == "const_control":
+        assert sorted(g.op_counts().items()) == [("AddV2", 1), ("Const", 1), ("Placeholder", 1)]
+
+
+def test_check_command_on_a_5000_long_chain(tmp_path, capsys):
+    from graphsurgery.cli import main
+
+    path = gs.save(deep_chain(5000, "control"), tmp_path / "deep.pb")
+    assert main(["check", str(path)]) == 0
+    assert "0 blocker(s)" in capsys.readouterr().out
+
+
+def test_diff_of_scopes_nested_deeper_than_the_stack_allows(tmp_path, capsys):
+    # The drawn diff walked name scopes recursively: RecursionError past ~1000 levels. Here
+    # the stack gets 150 frames beyond the test's own, and the scopes nest 300 deep.
+    import sys
+
+    from graphsurgery.cli import main
+
+    g = gs.Graph([], inputs=[], outputs=[])
+    rw = gs.Rewriter(g, "test::build")
+    t = x = rw.placeholder("x", F32, [1, 4])
+    for i in range(300):
+        t = rw.add_node("Identity" if i % 3 else "Relu", [t], {"T": F32}, name="s/" * i + f"n{i}")
+    rw.set_graph_inputs([x])
+    rw.set_outputs([t])
+    before = gs.save(g, tmp_path / "before.pb")
+    gs.Pipeline.parse("core::remove_identity").run(g)
+    after = gs.save(g, tmp_path / "after.pb")
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + 150)
+    try:
+        code = main(["diff", str(before), str(after), "-o", str(tmp_path / "d.html")])
+    finally:
+        sys.setrecursionlimit(old_limit)
+    assert code == 0, capsys.readouterr().err
+    assert "199 removed" in capsys.readouterr().out
