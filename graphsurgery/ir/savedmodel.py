@@ -439,19 +439,9 @@ class _Inliner:
         rets = self.inline(fdef, call.name + "/", arg_map, ctrl, out)
         outs = [rets[a.name] for a in fdef.signature.output_arg]
         types = [a.type for a in fdef.signature.output_arg]
-        # The call node becomes the junction its users already name: Identity for one
-        # output, IdentityN for several, NoOp for none; it also waits for the control rets.
-        node = proto.NodeDef(name=call.name, device=call.device)
-        if len(outs) == 1:
-            node.op = "Identity"
-            node.attr["T"].type = types[0]
-        elif outs:
-            node.op = "IdentityN"
-            node.attr["T"].list.type.extend(types)
-        else:
-            node.op = "NoOp"
-        node.input.extend(outs + ["^" + n for n in self.control_rets])
-        out[call.name] = node
+        # The call node becomes the junction its users already name; it also waits for the
+        # function's control rets.
+        out[call.name] = _junction(call, outs, types, ["^" + n for n in self.control_rets])
 
     def _lower_if(self, node: Any, out: dict[str, Any]) -> None:
         """Lower a functional ``If`` to ``Switch``/``Merge`` with both branches inlined, as
@@ -503,17 +493,7 @@ class _Inliner:
             add(f"merge_{j}", "Merge", [rets[1][j], rets[0][j]], T=t, N=2)
             for j, t in enumerate(tout)
         ]
-        joined = proto.NodeDef(name=name, device=node.device)
-        if len(merges) == 1:
-            joined.op = "Identity"
-            joined.attr["T"].type = tout[0]
-        elif merges:
-            joined.op = "IdentityN"
-            joined.attr["T"].list.type.extend(tout)
-        else:
-            joined.op = "NoOp"
-        joined.input.extend(merges if merges else ["^" + p for p in pivots])
-        out[name] = joined
+        out[name] = _junction(node, merges, tout, [] if merges else ["^" + p for p in pivots])
 
     def referenced_functions(self, nodes: Any) -> set[str]:
         """Library functions the kept nodes (``If``, ``While``, ...) need, transitively."""
@@ -529,6 +509,22 @@ class _Inliner:
                 if nd.op in self.library:
                     todo.append(nd.op)
         return seen
+
+
+def _junction(call: Any, outs: list[str], types: list[int], controls: list[str]) -> Any:
+    """The node that stands where ``call`` stood, under its name: ``Identity`` for one
+    output, ``IdentityN`` for several, ``NoOp`` for none; ``controls`` are waited for."""
+    node = proto.NodeDef(name=call.name, device=call.device)
+    if len(outs) == 1:
+        node.op = "Identity"
+        node.attr["T"].type = types[0]
+    elif outs:
+        node.op = "IdentityN"
+        node.attr["T"].list.type.extend(types)
+    else:
+        node.op = "NoOp"
+    node.input.extend(outs + controls)
+    return node
 
 
 def _func_names(nd: Any) -> list[str]:
