@@ -6,14 +6,17 @@ TFLite-clean (see ``targets.md``), with the reason and what to do about it::
     for b in lint_tflite(graph):
         print(b)            # error: node 'G/4x4/Conv/Conv2D' (Conv2D): TFLite has no NCHW ...
 
-Errors block a clean conversion: NCHW layouts, custom ops TensorFlow does not know, random
-ops, v1/functional control flow, training leftovers (variables, ``Assign*``, ref dtypes),
-other stateful ops with side effects (``WriteFile``, ``PrintV2``, queues), tensors of rank
-above 4, and convolutions or ``MatMul`` whose weights are computed at run time from a graph
-input. The lint reads the graph and runs TensorFlow's shape inference; it never executes a
-node. Warnings: ``Transpose`` nodes (a layout pass should remove them;
-one at an input/output boundary is tolerated) and ops outside a curated list of TensorFlow
-ops with TFLite builtin kernels (they may need Select TF ops).
+Errors block a clean conversion: NCHW layouts, custom ops TensorFlow does not know, ops
+that act on the host (:func:`graphsurgery.ir.opdefs.side_effect`: ``ReadFile``,
+``ImmutableConst``, ``WriteFile``, ``PrintV2``, ``PyFunc``..., and calls of functions holding
+one), random ops, v1/functional control flow, training leftovers (variables, ``Assign*``,
+ref dtypes), other stateful ops (queues), tensors of rank above 4, and convolutions or
+``MatMul`` whose weights are computed at run time from a graph input. The lint reads the
+graph and runs TensorFlow's shape inference, in which nodes acting on the host stand in as
+placeholders; it never executes a node and never opens a file the graph names.
+Warnings: ``Transpose`` nodes (a layout pass should remove them; one at an input/output
+boundary is tolerated) and ops outside a curated list of TensorFlow ops with TFLite builtin
+kernels (they may need Select TF ops).
 
 Rank is checked from TensorFlow's shape inference (:meth:`Graph.infer`) when it is
 available, and always from constants (``Reshape`` targets, ``Tile`` multiples, ``Pad``
@@ -110,9 +113,10 @@ def lint_tflite(graph: Graph) -> list[Blocker]:
     shapes = _inferred_shapes(graph)
     runtime = _runtime_nodes(graph)
     input_nodes = {t.node for t in graph.inputs}
+    host = {e.node: e.reason for e in opdefs.side_effects(graph)}
     found: list[Blocker] = []
     for node in graph.nodes():
-        found.extend(_lint_node(graph, node, shapes, runtime, input_nodes))
+        found.extend(_lint_node(graph, node, shapes, runtime, input_nodes, host))
     return found
 
 
@@ -137,6 +141,7 @@ def _lint_node(
     shapes: dict[TensorRef, Any] | None,
     runtime: dict[str, str],
     input_nodes: set[str],
+    host: dict[str, str],
 ) -> list[Blocker]:
     op = node.op
     out: list[Blocker] = []
@@ -154,7 +159,12 @@ def _lint_node(
         else:
             add(f"TFLite has no {fmt} {op}; run a layout pass (NCHW -> NHWC)")
 
-    if not opdefs.is_registered(op):
+    if node.name in host:
+        add(
+            f"{host[node.name]} (side effects on this machine: graphsurgery never runs it, "
+            "TFLite has no builtin for it); remove it from the inference graph"
+        )
+    elif not opdefs.is_registered(op):
         add(
             f"custom op {op!r} is unknown to TensorFlow and TFLite; lower it to standard ops "
             "(e.g. the reference form of UpFirDn2D/FusedBiasAct)"

@@ -284,19 +284,30 @@ def _verify(args: argparse.Namespace, original: Graph, graph: Graph, out: _OutDi
     ops by their reference maths, random ops fed the same seeded noise), so graphs that
     TensorFlow cannot run on CPU as they are can still be verified.
     """
+    from .errors import InputError
     from .metrics import compare
-    from .runners import ReferenceRunner, TFLiteRunner
+    from .runners import ReferenceRunner, TFLiteRunner, refuse_side_effects
 
+    allow = args.allow_side_effects
+    try:  # ops acting on the host (WriteFile, PrintV2...) run only when the user says so
+        for g in () if allow else (original, graph):
+            refuse_side_effects(g, "--allow-side-effects")
+    except InputError as exc:
+        summary["verification"] = {"ok": False, "error": str(exc)}
+        log.error("cannot verify: %s", exc)
+        return EXIT_PROBLEMS
     feeds = _random_feeds(graph, seed=args.seed)
     try:
-        with ReferenceRunner(original, noise="seeded", seed=args.seed) as ref:
+        with ReferenceRunner(original, noise="seeded", seed=args.seed,
+                             allow_side_effects=allow) as ref:
             reference = ref.run(feeds)
     except Exception as exc:
         summary["verification"] = {"ok": False, "error": f"reference run failed: {exc}"}
         log.error("cannot verify: the input graph does not run on CPU: %s",
                   str(exc).splitlines()[0])
         return EXIT_PROBLEMS
-    with ReferenceRunner(graph, noise="seeded", seed=args.seed) as res:
+    with ReferenceRunner(graph, noise="seeded", seed=args.seed,
+                         allow_side_effects=allow) as res:
         results = {"graphdef": res.run(feeds)}
     tfl = out.tmp / "model.tflite"
     if tfl.exists():
@@ -508,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare outputs with the input graph on random inputs")
     r.add_argument("--tolerance", type=float, default=1e-3,
                    help="--verify fails above this max abs error / output range")
+    r.add_argument("--allow-side-effects", action="store_true",
+                   help="let --verify run a graph holding ops that act on this machine "
+                        "(WriteFile, ReadFile, ImmutableConst, PrintV2, PyFunc...); without "
+                        "it such a graph is not run (random ops are fed seeded noise either way)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--keep-going", action="store_true",
                    help="restore the graph after a failing pass and continue (loudly)")

@@ -64,7 +64,7 @@ from .ir.dtypes import DType
 from .ir.graph import Graph, Node
 from .ir.names import Input, TensorRef
 from .rewriter import Rewriter
-from .runners import GraphDefRunner
+from .runners import GraphDefRunner, refuse_side_effects
 from .splice import splice_tf
 
 PASS_ID = "reference"
@@ -266,6 +266,7 @@ class Reference:
     noise_mode: str = "input"
     seed: int = 0
     changes: dict[str, str] = field(default_factory=dict)
+    allow_side_effects: bool = False  # run ops that act on the host (WriteFile, PrintV2...)
     _runner: GraphDefRunner | None = field(default=None, repr=False)
     _needed_cache: dict[Any, list[int]] = field(default_factory=dict, repr=False)
 
@@ -325,7 +326,8 @@ class Reference:
     @property
     def runner(self) -> GraphDefRunner:
         if self._runner is None:
-            self._runner = GraphDefRunner(self.graph)
+            self._runner = GraphDefRunner(self.graph,
+                                          allow_side_effects=self.allow_side_effects)
         return self._runner
 
     def run(
@@ -411,15 +413,20 @@ class Reference:
         self.close()
 
 
-def make_reference(graph: Graph, *, noise: str = "input", seed: int = 0) -> Reference:
+def make_reference(graph: Graph, *, noise: str = "input", seed: int = 0,
+                   allow_side_effects: bool = False) -> Reference:
     """A CPU-runnable copy of ``graph`` (never modified) computing exactly what it defines.
 
     See the module documentation for what is rewritten and how noise inputs are named.
     ``noise`` is ``"input"`` (the caller feeds the noise) or ``"seeded"`` (noise not fed is
-    drawn from :func:`seeded_noise` with ``seed``).
+    drawn from :func:`seeded_noise` with ``seed``). A graph holding ops that act on the
+    host (:func:`graphsurgery.ir.opdefs.side_effects`; random ops are not among them) is
+    refused with InputError naming the node, unless ``allow_side_effects``.
     """
     if noise not in NOISE_MODES:
         raise UsageError(f"noise must be one of {NOISE_MODES}, not {noise!r}")
+    if not allow_side_effects:
+        refuse_side_effects(graph)
     g = graph.copy()
     rw = Rewriter(g, PASS_ID)
     changes: dict[str, str] = {}
@@ -434,7 +441,7 @@ def make_reference(graph: Graph, *, noise: str = "input", seed: int = 0) -> Refe
         TensorRef(n.name) for n in noise_inputs if TensorRef(n.name) not in graph.inputs
     ])
     return Reference(g, list(graph.inputs), list(graph.outputs), noise_inputs, noise, seed,
-                     changes)
+                     changes, allow_side_effects)
 
 
 # ============================================================================ rewrites

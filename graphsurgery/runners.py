@@ -9,6 +9,11 @@ None for unknown dims, numpy dtype) and ``run(feeds) -> [arrays]`` in ``outputs`
 * :class:`TFLiteRunner`: a ``.tflite`` model in the LiteRT interpreter;
 * :class:`ONNXRunner`: an ``.onnx`` model in onnxruntime (CPU).
 
+The two TensorFlow runners refuse (:class:`~graphsurgery.errors.InputError` naming the node)
+a graph holding an op that acts on the host (:func:`graphsurgery.ir.opdefs.side_effects`:
+``WriteFile``, ``ReadFile``, ``ImmutableConst``, ``PrintV2``, ``PyFunc``...) unless given
+``allow_side_effects=True``. Random ops are not side effects: the reference feeds them noise.
+
 Feeds are matched to inputs by name, forgiving the spellings converters use: a ``:0``
 suffix and a ``serving_default_`` prefix are ignored (``"latents_in"``, ``"latents_in:0"``
 and ``"serving_default_latents_in:0"`` name the same input). :func:`compare_runners` runs
@@ -34,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .ir import opdefs
 from .ir.graph import Graph
 from .ir.names import TensorRef
 from .metrics import Comparison, compare
@@ -77,6 +83,16 @@ def graph_tensor_spec(graph: Graph, ref: TensorRef) -> TensorSpec:
         except ValueError:
             np_dtype = None
     return TensorSpec(ref.input_string, _shape_tuple(graph.static_shape(ref)), np_dtype)
+
+
+def refuse_side_effects(graph: Graph, allow: str = "allow_side_effects=True") -> None:
+    """Raise InputError naming the first node of ``graph`` that acts on the host (and how
+    many more there are); ``allow`` says how the user allows it anyway."""
+    found = opdefs.side_effects(graph)
+    if found:
+        more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+        raise InputError(f"{found[0]}{more}: not run; a graph that acts on this machine runs "
+                         f"only with {allow}")
 
 
 class Runner(ABC):
@@ -143,11 +159,14 @@ class GraphDefRunner(Runner):
     graph may be fed, and :meth:`fetch` evaluates any tensors.
     """
 
-    def __init__(self, graph: Graph | Any, *, config: Any = None) -> None:
+    def __init__(self, graph: Graph | Any, *, config: Any = None,
+                 allow_side_effects: bool = False) -> None:
         if not isinstance(graph, Graph):
             from .ir.io import load
 
             graph = load(graph)
+        if not allow_side_effects:
+            refuse_side_effects(graph)
         self.graph = graph
         self._config = config
         self._session: Any = None
@@ -212,12 +231,15 @@ class ReferenceRunner(Runner):
     ``noise="input"``; with ``noise="seeded"`` noise inputs are optional (drawn from
     ``seed`` when not fed). ``reference`` is the underlying
     :class:`~graphsurgery.reference.Reference` (for intermediate fetches, ``make_noise``).
+    A graph acting on the host is refused unless ``allow_side_effects``.
     """
 
-    def __init__(self, graph: Graph, *, noise: str = "seeded", seed: int = 0) -> None:
+    def __init__(self, graph: Graph, *, noise: str = "seeded", seed: int = 0,
+                 allow_side_effects: bool = False) -> None:
         from .reference import make_reference
 
-        self.reference = make_reference(graph, noise=noise, seed=seed)
+        self.reference = make_reference(graph, noise=noise, seed=seed,
+                                        allow_side_effects=allow_side_effects)
         g = self.reference.graph
         self._noise_specs = [
             TensorSpec(n.name, _shape_tuple(n.shape), n.dtype.numpy) for n in self.reference.noise

@@ -4,6 +4,11 @@ The core reads op facts (output arity, input arity, statefulness) from that file
 loading, verifying and rewriting never import TensorFlow. Run after upgrading TensorFlow:
 
     .venv/bin/python tools/gen_opdefs.py
+
+The side-effect table (``opdefs.category``/``side_effect``) is derived from these facts
+(``stateful``, resource and ref arguments) and the name lists in ``opdefs.py``; after an
+upgrade, review the ops ``category()`` files under ``stateful`` for new ones that touch the
+host (``tests/test_side_effects.py`` pins the important ones).
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ A failed conversion raises :class:`~graphsurgery.errors.VerificationError` whose
 one line naming the first offending op and node (all of them are in ``problems``).
 TensorFlow's and the MLIR converter's logging is captured, not printed; it is kept in
 ``ConversionResult.log`` and, on failure, used to explain the error.
+
+The converter evaluates constant subgraphs: a graph holding an op that acts on the host
+(:func:`graphsurgery.ir.opdefs.side_effects`: ``ImmutableConst`` would bake a file of this
+machine into the model, ``MatchingFiles`` lists a directory, ``ReadFile``, ``PyFunc``...) is
+refused before TensorFlow sees it, with the same kind of error.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, VerificationError
+from ..ir import opdefs
 from ..ir.graph import Graph
 from ..ir.names import TensorRef
 
@@ -124,12 +130,20 @@ def convert_tflite(
     latents, not for images); the model keeps float inputs and outputs).
     ``input_shapes`` maps input names (``"x"`` or ``"x:0"``) to full shapes; otherwise each
     input's declared shape is used with an unknown batch dimension set to 1.
-    The file is written atomically. Raises VerificationError when the converter fails.
+    The file is written atomically. Raises VerificationError when the converter fails or
+    the graph holds an op that acts on the host (never handed to the converter).
     """
     if quantize not in QUANTIZE_MODES:
         raise UsageError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, not {quantize!r}")
     if not graph.outputs:
         raise UsageError("the graph declares no outputs")
+    host = opdefs.side_effects(graph)
+    if host:
+        more = f" (+{len(host) - 1} more)" if len(host) > 1 else ""
+        raise VerificationError(
+            f"{host[0]}{more}: not converted (the converter would run it); remove it first",
+            [str(e) for e in host],
+        )
     shapes = _resolve_input_shapes(graph, input_shapes)
     if quantize == "int8" and representative_dataset is None:
         log.warning("int8: no representative_dataset; calibrating on standard-normal inputs")

@@ -15,6 +15,12 @@ could not, or should not, see the real node:
   ops TensorFlow does not know (``UpFirDn2D``, ``FusedBiasAct``), with a shape function
   from :func:`register_shape_fn` when one is registered; ref-typed leftovers of variables
   (``Assign`` on a frozen ``Const``, ``RefSwitch``...); and any node whose import fails.
+* every node that acts on the host (:func:`graphsurgery.ir.opdefs.side_effects`:
+  ``ReadFile``, ``ImmutableConst``, ``MatchingFiles``, ``PyFunc``, calls of functions
+  holding one...) is opaque too: TensorFlow's shape refiner *evaluates* small constant
+  subgraphs (a ``ReadFile`` feeding a ``Reshape`` target would be read), and none may
+  touch the host. Their outputs keep the dtype and, where the attributes say it
+  (``ImmutableConst``), the shape; what depends on their values stays unknown.
 
 An opaque node's output shapes depend on its inputs' shapes, which are known only once its
 producers are imported, so the graph is imported in waves: everything not downstream of
@@ -101,7 +107,7 @@ class ShapeMap(dict):
 
     ``conflicts`` lists the shape conflicts found on the way (see :func:`shape_conflicts`);
     ``opaque`` maps every node TensorFlow did not import to why (``custom``, ``ref``,
-    ``dangling``, ``conflict``, ``failed``).
+    ``dangling``, ``host``: it acts on the host, ``conflict``, ``failed``).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -237,8 +243,26 @@ def _same_as_input0(node: Node, inputs: list[TensorInfo]) -> list[TensorInfo]:
     return [TensorInfo(x.dtype or _attr_dtype(node), x.shape)]
 
 
+def _immutable_const(node: Node, inputs: list[TensorInfo]) -> list[TensorInfo]:
+    """``ImmutableConst`` (never imported: it maps a file): its ``dtype`` and ``shape``."""
+    shape = node.attr("shape")  # a tuple (None dims unknown), or None for an unknown rank
+    dims = getattr(shape, "dims", shape)
+    return [TensorInfo(_attr_dtype(node), None if dims is None else tuple(dims))]
+
+
+def _string_of_rank(rank: int) -> ShapeFn:
+    def fn(node: Node, inputs: list[TensorInfo]) -> list[TensorInfo]:
+        return [TensorInfo(DType.string, (-1,) * rank)]
+
+    return fn
+
+
 register_shape_fn("UpFirDn2D", _upfirdn2d)
 register_shape_fn("FusedBiasAct", _same_as_input0)
+# Ops that act on the host stand in as Placeholders: what their shape functions would say.
+register_shape_fn("ImmutableConst", _immutable_const)
+register_shape_fn("ReadFile", _string_of_rank(0))
+register_shape_fn("MatchingFiles", _string_of_rank(1))
 
 
 # ---------------------------------------------------------------------------- the inference
@@ -255,7 +279,7 @@ _BLAME = (
 )
 _UNREGISTERED = re.compile(r"Op type not registered '([^']+)'")
 # Reasons for opaque nodes that are not shape conflicts.
-_TOLERATED = {"custom", "ref", "dangling"}
+_TOLERATED = {"custom", "ref", "dangling", "host"}
 
 
 def _varint(value: int) -> bytes:
@@ -434,11 +458,14 @@ class _Inference:
         """Make opaque, before any import, the nodes TensorFlow is known to refuse."""
         registered: dict[str, bool] = {}
         ref_nodes = []
+        host = {e.node for e in opdefs.side_effects(self.graph)}
         for name, nd in self.nodes.items():
             op = nd.op
             if op not in registered:
                 registered[op] = self.op_registered(op)
-            if not registered[op]:
+            if name in host:
+                self.opaque[name] = "host"  # never evaluated by the shape refiner
+            elif not registered[op]:
                 self.opaque[name] = "custom"
             elif any(r.node not in self.nodes for r in self.data_in[name]):
                 self.opaque[name] = "dangling"
