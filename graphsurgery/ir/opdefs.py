@@ -320,9 +320,10 @@ def _library_taint(library: bytes) -> tuple[dict[str, list[Any]], dict[str, str]
     return functions, _tainted_functions(functions)
 
 
-def _called(nd: Any, functions: dict[str, list[Any]]) -> list[str]:
-    """The library functions a NodeDef calls: its op, and function-valued attributes."""
-    out = [nd.op] if nd.op in functions else []
+def function_attrs(nd: Any) -> list[str]:
+    """The functions a NodeDef names in its attributes (``If`` branches, ``While`` body,
+    ``PartitionedCall``'s ``f``...)."""
+    out = []
     for value in nd.attr.values():
         kind = value.WhichOneof("value")
         if kind == "func":
@@ -330,6 +331,11 @@ def _called(nd: Any, functions: dict[str, list[Any]]) -> list[str]:
         elif kind == "list":
             out.extend(f.name for f in value.list.func)
     return out
+
+
+def _called(nd: Any, functions: dict[str, list[Any]]) -> list[str]:
+    """The library functions a NodeDef calls: its op, and function-valued attributes."""
+    return ([nd.op] if nd.op in functions else []) + function_attrs(nd)
 
 
 def _tainted_functions(functions: dict[str, list[Any]]) -> dict[str, str]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from . import proto
+from . import opdefs, proto
 
 log = logging.getLogger("graphsurgery")
 
@@ -497,7 +497,7 @@ class _Inliner:
 
     def referenced_functions(self, nodes: Any) -> set[str]:
         """Library functions the kept nodes (``If``, ``While``, ...) need, transitively."""
-        todo = [n for nd in nodes for n in _func_names(nd)]
+        todo = [n for nd in nodes for n in opdefs.function_attrs(nd)]
         seen: set[str] = set()
         while todo:
             name = todo.pop()
@@ -505,7 +505,7 @@ class _Inliner:
                 continue
             seen.add(name)
             for nd in self.library[name].node_def:
-                todo.extend(_func_names(nd))
+                todo.extend(opdefs.function_attrs(nd))
                 if nd.op in self.library:
                     todo.append(nd.op)
         return seen
@@ -525,17 +525,6 @@ def _junction(call: Any, outs: list[str], types: list[int], controls: list[str])
         node.op = "NoOp"
     node.input.extend(outs + controls)
     return node
-
-
-def _func_names(nd: Any) -> list[str]:
-    names = []
-    for av in nd.attr.values():
-        kind = av.WhichOneof("value")
-        if kind == "func":
-            names.append(av.func.name)
-        elif kind == "list":
-            names.extend(f.name for f in av.list.func)
-    return names
 
 
 # ---------------------------------------------------------------- variables
