@@ -306,9 +306,16 @@ def _verify(args: argparse.Namespace, original: Graph, graph: Graph, out: _OutDi
         log.error("cannot verify: the input graph does not run on CPU: %s",
                   str(exc).splitlines()[0])
         return EXIT_PROBLEMS
-    with ReferenceRunner(graph, noise="seeded", seed=args.seed,
-                         allow_side_effects=allow) as res:
-        results = {"graphdef": res.run(feeds)}
+    try:
+        with ReferenceRunner(graph, noise="seeded", seed=args.seed,
+                             allow_side_effects=allow) as res:
+            results = {"graphdef": res.run(feeds)}
+    except Exception as exc:  # a rewrite TensorFlow refuses is a failed verification
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        summary["verification"] = {"ok": False, "error": f"the result graph does not run: "
+                                                         f"{first}"}
+        log.error("verification FAILED: the result graph does not run: %s", first)
+        return EXIT_PROBLEMS
     tfl = out.tmp / "model.tflite"
     if tfl.exists():
         with TFLiteRunner(tfl) as lite:
@@ -316,7 +323,13 @@ def _verify(args: argparse.Namespace, original: Graph, graph: Graph, out: _OutDi
     report: dict[str, Any] = {"ok": True, "tolerance": args.tolerance, "seed": args.seed}
     for label, outs in results.items():
         for ref_t, a, b in zip(graph.outputs, reference, outs):
-            cmp = compare(a, b)
+            try:
+                cmp = compare(a, b)
+            except ValueError as exc:  # shapes differ
+                report[f"{label}:{ref_t}"] = {"error": str(exc)}
+                report["ok"] = False
+                log.error("verify %s %s FAILED: %s", label, ref_t, exc)
+                continue
             report[f"{label}:{ref_t}"] = cmp.to_json()
             ok = cmp.rel_max_abs <= args.tolerance
             report["ok"] &= ok

@@ -49,11 +49,19 @@ def _channels_last(x: np.ndarray) -> np.ndarray:
 
 
 def compare(reference: np.ndarray, result: np.ndarray) -> Comparison:
-    """Compare ``result`` against ``reference`` (same shape)."""
-    ref = np.asarray(reference, dtype=np.float64)
-    got = np.asarray(result, dtype=np.float64)
+    """Compare ``result`` against ``reference`` (same shape; ValueError otherwise).
+
+    Outputs that are not numbers (strings) are compared for equality: an error of 0 when
+    equal, infinite otherwise.
+    """
+    ref, got = np.asarray(reference), np.asarray(result)
     if ref.shape != got.shape:
         raise ValueError(f"shapes differ: reference {ref.shape}, result {got.shape}")
+    if ref.dtype.kind not in "biufc" or got.dtype.kind not in "biufc":
+        same = ref.dtype == got.dtype and bool(np.array_equal(ref, got))
+        err = 0.0 if same else float("inf")
+        return Comparison(err, err, 0.0, float("inf") if same else None, None)
+    ref, got = ref.astype(np.float64), got.astype(np.float64)
     diff = np.abs(ref - got)
     vrange = float(ref.max() - ref.min()) if ref.size else 0.0
     psnr = ssim = None

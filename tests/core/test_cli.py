@@ -257,3 +257,51 @@ def test_wire_schema_keeps_unknown_fields():
     nd = proto.NodeDef(name="n", op="Foo")
     data = nd.SerializeToString() + b"\xf8\x07\x01"  # field 127, varint 1
     assert proto.NodeDef.FromString(data).SerializeToString() == data
+
+
+def test_verify_a_result_tensorflow_refuses_is_a_failure_not_a_crash(capsys, tmp_path):
+    """A pass that writes a Reshape TensorFlow cannot run: --verify reports it (exit 3, one
+    line), where it used to end in an internal ValueError (exit 1)."""
+    g = gs.Graph([], inputs=[], outputs=[])
+    rw = gs.Rewriter(g, "test::build")
+    x = rw.placeholder("x", F32, [2, 3])
+    shape = rw.const(np.array([3, 2], np.int32), name="shape")
+    y = rw.add_node("Reshape", [x, shape], {"T": F32, "Tshape": gs.DType.int32}, name="y")
+    rw.set_graph_inputs([x])
+    rw.set_outputs([y])
+    model = gs.save(g, tmp_path / "m.pb")
+    plugin = tmp_path / "wrong_shape_plugin.py"
+    plugin.write_text(textwrap.dedent('''
+        import numpy as np
+        import graphsurgery as gs
+
+        @gs.register_pass("bad::wrong_shape")
+        def wrong_shape(graph, rw):
+            """Point the Reshape at a [2, 1] shape constant."""
+            k = rw.const(np.array([[6], [1]], np.int32), name="bad_shape")
+            rw.set_input(graph.node("y"), 1, k)
+    '''))
+    code, _, err = run_cli(capsys, "run", model, "-p", "bad::wrong_shape", "--plugin", plugin,
+                           "-o", tmp_path / "out", "--target", "none", "--verify")
+    gs.registry.unregister_pass("bad::wrong_shape")
+    assert code == 3, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert "result graph does not run" in err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["verification"]["ok"] is False
+
+
+def test_verify_string_outputs_compare_by_equality(capsys, tmp_path):
+    g = gs.Graph([], inputs=[], outputs=[])
+    rw = gs.Rewriter(g, "test::build")
+    x = rw.placeholder("x", F32, [2])
+    s = rw.add_node("AsString", [x], {"T": F32}, name="s")
+    rw.set_graph_inputs([x])
+    rw.set_outputs([s])
+    model = gs.save(g, tmp_path / "m.pb")
+    code, _, err = run_cli(capsys, "run", model, "-p", "core::dce", "-o", tmp_path / "out",
+                           "--target", "none", "--verify")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["verification"]["ok"] is True
+    assert summary["verification"]["graphdef:s:0"]["max_abs"] == 0.0
