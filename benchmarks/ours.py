@@ -2,8 +2,9 @@
 
 Run as a child process (``python -m benchmarks.ours MODEL OUTDIR PIPELINE``) so its wall
 times and peak RSS are its own. It does what ``graphsurgery run MODEL -p PIPELINE -o OUTDIR``
-does (load with the interface guessed the same way, run the preset with its defaults, save
-``model.pb``, convert to ``model.tflite`` with builtins only), timing each phase and
+does, phase by phase with the driver's own pieces (:func:`graphsurgery.driver.load_model`,
+the preset with its defaults, ``model.pb``, the TFLite target's ``export`` into
+``model.tflite`` with builtins only), timing each phase and
 resetting the peak RSS between phases (:class:`benchmarks._measure.Phases`). A failed phase
 is recorded (``error``) and ends the run; the JSON line is printed in every case. Like the
 command, it builds the preset (importing its plugins: the ``import`` phase) before loading
@@ -38,8 +39,11 @@ def main(model: str, outdir: str, pipeline: str, passes_only: bool = False) -> N
     try:
         with ph("import"):
             import graphsurgery as gs
-            from graphsurgery.export import audit_tflite, convert_tflite
+            from graphsurgery.driver import load_model
+            from graphsurgery.export import audit_tflite
             from graphsurgery.export.tflite import import_tensorflow
+
+            target = gs.get_target("tflite")
 
             # as `graphsurgery run` does: the preset (its plugins imported) before the
             # model, so that the shape library loads while the model is read
@@ -47,7 +51,7 @@ def main(model: str, outdir: str, pipeline: str, passes_only: bool = False) -> N
             pipe.warm_up()
         rep["base_rss_mb"] = current_rss_mb()
         with ph("load"):
-            graph = gs.load(model)
+            graph = load_model(model)
         rep["nodes_before"] = len(graph)
         rep["inputs"] = [str(t) for t in graph.inputs]
         rep["outputs"] = [str(t) for t in graph.outputs]
@@ -73,7 +77,7 @@ def main(model: str, outdir: str, pipeline: str, passes_only: bool = False) -> N
         rep["tflite_ok"] = False
         with ph("tflite"):
             try:
-                conv = convert_tflite(graph, out / "model.tflite")
+                conv = target.export(graph, out)
             except Exception as exc:  # VerificationError from the converter, or anything
                 rep["tflite_error"] = str(exc).splitlines()[0][:600] if str(exc) else repr(exc)
                 conv = None

@@ -8,12 +8,17 @@ The public API::
     result = gs.Pipeline.preset("generic").run(graph)
     gs.save(graph, "out.pb")
 
+    # or the whole job, as `graphsurgery run` does it (summary.json is result.to_json()):
+    result = gs.convert("generator.pb", "stylegan-to-tflite", target="tflite",
+                        outdir="out", verify=True, report=True)
+
 Importing graphsurgery does not import TensorFlow; only shape inference, running graphs
 and TFLite conversion do.
 """
 
 from __future__ import annotations
 
+from .driver import Result, convert
 from .errors import (
     GraphError,
     GraphSurgeryError,
@@ -42,6 +47,7 @@ from .pipeline import (
 from .plugins import load_plugin
 from .registry import Option, Pass, all_passes, get_pass, register_pass
 from .rewriter import Rewriter
+from .targets import Target, get_target, register_target
 
 __version__ = "0.1.0"
 
@@ -65,18 +71,23 @@ __all__ = [
     "Pipeline",
     "PipelineResult",
     "Provenance",
+    "Result",
     "Rewriter",
     "Shape",
     "Step",
+    "Target",
     "TensorRef",
     "UsageError",
     "VerificationError",
     "all_passes",
+    "convert",
     "get_pass",
+    "get_target",
     "load",
     "load_plugin",
     "register_pass",
     "register_pipeline",
+    "register_target",
     "save",
     "serialize",
 ]

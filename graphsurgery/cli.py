@@ -8,27 +8,23 @@ verification found problems; 1 internal error; 130 or 143 interrupted by SIGINT 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import re
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import GraphSurgeryError, PassFailure, UsageError, VerificationError
+from .driver import EXIT_OK, EXIT_PROBLEMS, Result, parse_input_spec
+from .errors import GraphSurgeryError, UsageError, VerificationError
 from .ir.graph import Graph
-from .ir.names import TensorRef
-from .outdir import OutputDir
 
 log = logging.getLogger("graphsurgery")
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_PROBLEMS = 0, 1, 2, 3
+EXIT_INTERNAL, EXIT_USAGE = 1, 2
+__all__ = ["EXIT_OK", "EXIT_PROBLEMS", "build_parser", "main", "parse_input_spec"]
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -67,308 +63,75 @@ def _show_progress(args: argparse.Namespace, path: Path | None = None) -> bool:
         return False
 
 
-_SHAPE = re.compile(r"^\[?\s*-?\d+(\s*,\s*-?\d+)*\s*\]?$|^\[\s*\]$")
-_MAX_ELEMENTS = 2**31 - 1  # TFLite's dimensions and element counts are int32
-
-
-def parse_input_spec(spec: str) -> tuple[str, list[int] | None]:
-    """``name``, ``name:1`` (a port), ``name:1,512`` or ``name:[1,512]`` (a shape).
-
-    A dimension is a size from 0 to 2**31-1, or -1 for "unknown" (as in TensorFlow's
-    shapes; ``--verify`` feeds 1 there); the known sizes multiply to at most 2**31-1
-    elements. Anything else after ``:`` is refused (UsageError naming ``--inputs``).
-    """
-    name, sep, rest = spec.rpartition(":")
-    text = rest.strip()
-    if not sep or not name or text.isdigit():  # a name, or name:PORT
-        return spec, None
-    if not ("," in text or "[" in text) or not _SHAPE.match(text):
-        raise UsageError(f"--inputs {spec}: {rest!r} is neither a port nor a shape "
-                         "(write name:1,512 or name:[1,512])")
-    dims = [int(d) for d in text.strip("[] ").split(",") if d.strip()]
-    elements = 1
-    for d in dims:
-        if d < -1 or d > _MAX_ELEMENTS:
-            raise UsageError(f"--inputs {spec}: dimension {d} is out of range "
-                             f"(0 to {_MAX_ELEMENTS}, or -1 for unknown)")
-        elements *= max(d, 1)
-    if elements > _MAX_ELEMENTS:
-        raise UsageError(f"--inputs {spec}: {elements:,} elements, more than {_MAX_ELEMENTS:,}")
-    return name, dims
-
-
-def _resolve_tensors(graph: Graph, names: Sequence[str], what: str, model: str) -> list[TensorRef]:
-    refs = []
-    for n in names:
-        ref = TensorRef.parse(n)
-        if ref.node not in graph:
-            raise UsageError(f"--{what} {n}: no node named {ref.node!r} in {model}")
-        refs.append(ref)
-    return refs
-
-
 def _load(args: argparse.Namespace, model: str, inputs: list[str] | None = None,
           outputs: list[str] | None = None) -> Graph:
-    from .ir.io import load
+    from .driver import load_model
 
-    path = Path(model)
-    progress = _progress(f"loading {path.name}", _show_progress(args, path))
-    graph = load(model, progress=progress)
-    if inputs:
-        graph.inputs = _resolve_tensors(graph, inputs, "inputs", model)
-    if outputs:
-        graph.outputs = _resolve_tensors(graph, outputs, "outputs", model)
-    if not graph.outputs:
-        raise UsageError(f"{model}: no outputs found; name them with --outputs")
-    return graph
-
-
-def _apply_input_shapes(graph: Graph, shapes: dict[str, list[int]]) -> None:
-    from .ir.attrs import Shape
-    from .rewriter import Rewriter
-
-    rw = Rewriter(graph, "cli::inputs")
-    for name, dims in shapes.items():
-        node = graph.node(TensorRef.parse(name).node)
-        if node.op != "Placeholder":
-            raise UsageError(f"--inputs {name}: a shape can only be set on a Placeholder, "
-                             f"{node.name!r} is {node.op}")
-        rw.set_attr(node, "shape", Shape(tuple(dims)))
-
-
-_OutDir = OutputDir  # OUTDIR safety lives in outdir.py; the name the helpers below annotate
-
-
-def _random_feeds(graph: Graph, seed: int = 0) -> dict[str, Any]:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for ref in graph.inputs:
-        node = graph.node(ref.node)
-        dtype = graph.dtype_hint(ref)
-        shape = graph.static_shape(ref)
-        if shape is None or dtype is None:
-            raise UsageError(f"input {ref}: unknown shape or dtype; give it with --inputs "
-                             f"{ref.node}:[dims]")
-        dims = [1 if d < 0 else d for d in shape]
-        if dtype.is_floating:
-            feeds[node.name] = rng.standard_normal(dims).astype(dtype.numpy)
-        else:
-            feeds[node.name] = np.zeros(dims, dtype=dtype.numpy)
-    return feeds
+    progress = _progress(f"loading {Path(model).name}", _show_progress(args, Path(model)))
+    return load_model(model, inputs, outputs, progress=progress)
 
 
 # ---------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import Pipeline
-    from .plugins import load_plugin
+    from .driver import convert
 
-    specs = [parse_input_spec(s) for s in args.inputs]
-    # Refuse an OUTDIR that is not ours to replace before any work (this touches nothing).
-    out = OutputDir(args.output, protect=[args.model, *(p for p in args.plugin
-                                                        if os.path.exists(p))])
-    for p in args.plugin:
-        load_plugin(p)
-    pipeline = Pipeline.from_spec(args.pipeline)
-    pipeline.apply_overrides(args.set)
-    pipeline.warm_up()  # the shape library loads while the model is read
-    graph = _load(args, args.model, [n for n, _ in specs] or None, args.outputs or None)
-    shapes = {n: d for n, d in specs if d is not None}
-    if shapes:
-        _apply_input_shapes(graph, shapes)
-    # Locked, written in a temporary sibling (removed on any error, SIGINT or SIGTERM),
-    # swapped into place by out.commit().
-    with out:
-        try:
-            return _run_into(args, pipeline, graph, out)
-        except PassFailure as exc:
-            # Keep only the reproducer: it is what the user needs to report the failure.
-            if out.keep_only("reproducer"):
-                out.commit()
-                if exc.reproducer:
-                    final = out.final_path(exc.reproducer)
-                    exc.args = (str(exc).replace(exc.reproducer, final),)
-                    exc.reproducer = final
-            raise
-
-
-def _run_into(args: argparse.Namespace, pipeline: Any, graph: Graph, out: _OutDir) -> int:
-    from .ir.io import save
-    from .pipeline import DumpChanged, LogOpDeltas, LogTimings
-
-    # The input graph is kept only to verify against: a copy shares NodeDefs, but keeps
-    # the old weights alive once the passes replace them.
-    original = graph.copy() if args.verify else None
-    ops_before = dict(sorted(graph.op_counts().items()))
-    instruments = [LogTimings(), LogOpDeltas()]
-    if args.dump_changed:
-        instruments.append(DumpChanged(out.tmp / "dumps"))
-    recorder = None
-    if args.report:  # a drawn diff per pass; with --verify, the error after each pass
-        from .render.report import ReportRecorder
-
-        feeds = None
-        if args.verify:
-            try:
-                feeds = _random_feeds(graph, seed=args.seed)
-            except UsageError:
-                feeds = None
-        recorder = ReportRecorder(feeds=feeds, seed=args.seed)
-        instruments.append(recorder)
-    result = pipeline.run(
-        graph,
-        verify_each=not args.no_verify_each,
-        verify_shapes=args.verify_shapes,
-        keep_going=args.keep_going,
-        instruments=instruments,
-        reproducer_dir=out.tmp,
-        # An unchanged .pb input is its own reproducer input: no per-pass snapshot needed.
-        source=args.model if graph.version == 0 and Path(args.model).suffix == ".pb" else None,
+    result = convert(
+        args.model, args.pipeline, target=args.target, outdir=args.output,
+        inputs=args.inputs, outputs=args.outputs, verify=args.verify, report=args.report,
+        quantize=args.quantize, seed=args.seed, tolerance=args.tolerance,
+        allow_side_effects=args.allow_side_effects, overrides=args.set, plugins=args.plugin,
+        keep_going=args.keep_going, verify_each=not args.no_verify_each,
+        verify_shapes=args.verify_shapes, dump_changed=args.dump_changed,
+        progress=_progress(f"loading {Path(args.model).name}",
+                           _show_progress(args, Path(args.model))),
     )
-    save(graph, out.tmp / "model.pb")
-    summary: dict[str, Any] = {
-        "graphsurgery": __version__,
-        "model": str(args.model),
-        "inputs": [str(t) for t in graph.inputs],
-        "outputs": [str(t) for t in graph.outputs],
-        "ops_before": ops_before,
-        "ops_after": dict(sorted(graph.op_counts().items())),
-        "nodes_before": sum(ops_before.values()),
-        "nodes_after": len(graph),
-        **result.to_json(),
-    }
-    status = EXIT_OK if result.ok else EXIT_PROBLEMS
-    if args.target == "tflite":
-        status = max(status, _export_tflite(args, graph, out, summary))
-    outputs: dict[str, Any] = {}
-    if args.verify:
-        status = max(status, _verify(args, original, graph, out, summary, keep=outputs))
-    if recorder is not None:
-        summary["report"] = "report.html"
-    summary = out.relative(summary)  # paths inside OUTDIR, as they read after the move
-    (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    if recorder is not None:
-        from .render.report import write_report
-
-        write_report(out.tmp, summary, recorder, graph, outputs=outputs or None)
-    out.commit()
-    _print_run_summary(args, summary)
-    return status
+    print(f"{args.output}: {run_summary_line(result, verbose=args.verbose)}")
+    return result.status
 
 
-def _export_tflite(args: argparse.Namespace, graph: Graph, out: _OutDir,
-                   summary: dict[str, Any]) -> int:
-    from .export.audit import audit_tflite
-    from .export.tflite import convert_tflite
+def run_summary_line(result: Result, verbose: int = 0) -> str:
+    """One line: passes run and changed, node counts, the audit verdict, failed passes."""
+    changed = sum(1 for r in result.records if r.changed)
+    n0, n1 = result.nodes_before, result.nodes_after
+    if verbose:
+        head = f"{result.pipeline} passes, {changed} changed the graph; nodes {n0} -> {n1}"
+    else:
+        head = f"{len(result.records)} passes ({changed} changed the graph); nodes {n0} -> {n1}"
+    parts = [head]
+    label = _target_label(result.target)
+    if result.audit is not None:
+        parts.append(f"{label}: " + ("clean" if result.audit.clean else
+                                     f"{len(result.audit.violations)} violation(s)"))
+    elif result.export is not None and not result.export.get("ok"):
+        parts.append(f"{label}: conversion failed")
+    if result.failures:
+        parts.append(f"{len(result.failures)} pass(es) FAILED (see summary.json)")
+    return "; ".join(parts)
 
-    t0 = time.perf_counter()
+
+def _target_label(name: str | None) -> str:
+    from .targets import get_target
+
     try:
-        conv = convert_tflite(graph, out.tmp / "model.tflite", quantize=args.quantize)
-    except VerificationError as exc:
-        summary["export"] = {"target": "tflite", "ok": False, "error": str(exc)}
-        log.error("TFLite conversion failed: %s", exc)
-        return EXIT_PROBLEMS
-    audit = audit_tflite(out.tmp / "model.tflite")
-    summary["export"] = {"target": "tflite", "ok": True, "seconds": time.perf_counter() - t0,
-                         "bytes": conv.size}
-    summary["audit"] = audit.to_json()
-    return EXIT_OK if audit.clean else EXIT_PROBLEMS
-
-
-def _verify(args: argparse.Namespace, original: Graph, graph: Graph, out: _OutDir,
-            summary: dict[str, Any], keep: dict[str, Any] | None = None) -> int:
-    """Compare the result (GraphDef and .tflite) with the input graph on the same inputs.
-
-    Both graphs run through the reference runner (NCHW ops wrapped in transposes, custom
-    ops by their reference maths, random ops fed the same seeded noise), so graphs that
-    TensorFlow cannot run on CPU as they are can still be verified.
-    """
-    from .errors import InputError
-    from .metrics import compare
-    from .runners import ReferenceRunner, TFLiteRunner, refuse_side_effects
-
-    allow = args.allow_side_effects
-    try:  # ops acting on the host (WriteFile, PrintV2...) run only when the user says so
-        for g in () if allow else (original, graph):
-            refuse_side_effects(g, "--allow-side-effects")
-    except InputError as exc:
-        summary["verification"] = {"ok": False, "error": str(exc)}
-        log.error("cannot verify: %s", exc)
-        return EXIT_PROBLEMS
-    feeds = _random_feeds(graph, seed=args.seed)
-    try:
-        with ReferenceRunner(original, noise="seeded", seed=args.seed,
-                             allow_side_effects=allow) as ref:
-            reference = ref.run(feeds)
-    except Exception as exc:
-        summary["verification"] = {"ok": False, "error": f"reference run failed: {exc}"}
-        log.error("cannot verify: the input graph does not run on CPU: %s",
-                  str(exc).splitlines()[0])
-        return EXIT_PROBLEMS
-    try:
-        with ReferenceRunner(graph, noise="seeded", seed=args.seed,
-                             allow_side_effects=allow) as res:
-            results = {"graphdef": res.run(feeds)}
-    except Exception as exc:  # a rewrite TensorFlow refuses is a failed verification
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        summary["verification"] = {"ok": False, "error": f"the result graph does not run: "
-                                                         f"{first}"}
-        log.error("verification FAILED: the result graph does not run: %s", first)
-        return EXIT_PROBLEMS
-    tfl = out.tmp / "model.tflite"
-    if tfl.exists():
-        with TFLiteRunner(tfl) as lite:
-            results["tflite"] = lite.run(feeds)
-    report: dict[str, Any] = {"ok": True, "tolerance": args.tolerance, "seed": args.seed}
-    for label, outs in results.items():
-        for ref_t, a, b in zip(graph.outputs, reference, outs):
-            try:
-                cmp = compare(a, b)
-            except ValueError as exc:  # shapes differ
-                report[f"{label}:{ref_t}"] = {"error": str(exc)}
-                report["ok"] = False
-                log.error("verify %s %s FAILED: %s", label, ref_t, exc)
-                continue
-            report[f"{label}:{ref_t}"] = cmp.to_json()
-            ok = cmp.rel_max_abs <= args.tolerance
-            report["ok"] &= ok
-            log.info("verify %s %s: %s", label, ref_t, cmp)
-            if not ok:
-                log.error("verify %s %s FAILED: %s", label, ref_t, cmp)
-    summary["verification"] = report
-    if keep is not None:  # the outputs themselves, for the report's images
-        keep.update(reference=reference, **results)
-    return EXIT_OK if report["ok"] else EXIT_PROBLEMS
-
-
-def _print_run_summary(args: argparse.Namespace, summary: dict[str, Any]) -> None:
-    n0, n1 = summary["nodes_before"], summary["nodes_after"]
-    changed = sum(1 for p in summary["passes"] if p["changed"])
-    line = (f"{summary['pipeline'] if args.verbose else len(summary['passes'])} passes, "
-            f"{changed} changed the graph; nodes {n0} -> {n1}")
-    if not args.verbose:
-        line = f"{len(summary['passes'])} passes ({changed} changed the graph); nodes {n0} -> {n1}"
-    parts = [line]
-    if "audit" in summary:
-        a = summary["audit"]
-        parts.append("TFLite: " + ("clean" if a.get("clean") else
-                                   f"{len(a.get('violations', []))} violation(s)"))
-    elif "export" in summary and not summary["export"].get("ok"):
-        parts.append("TFLite: conversion failed")
-    if summary.get("failures"):
-        parts.append(f"{len(summary['failures'])} pass(es) FAILED (see summary.json)")
-    print(f"{args.output}: " + "; ".join(parts))
+        return get_target(name).display_name if name else ""
+    except UsageError:  # a target object given to the API, never registered
+        return name or ""
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import count_flops, lint_tflite
+    from .check import count_flops, lint
+    from .plugins import load_plugin
+    from .targets import get_target
 
+    for p in args.plugin:
+        load_plugin(p)
+    get_target(args.target)  # an unknown target fails before the model is read
     graph = _load(args, args.model, args.inputs or None, args.outputs or None)
-    blockers = lint_tflite(graph)
+    blockers = lint(graph, args.target)
     errors = [b for b in blockers if b.severity == "error"]
     for b in blockers:
-        print(f"{b.severity}: {b.node} ({b.op}): {b.reason}")
+        rule = f" [{b.rule}]" if b.rule and args.verbose else ""
+        print(f"{b.severity}: {b.node} ({b.op}): {b.reason}{rule}")
     try:
         flops = count_flops(graph)
         print(f"FLOPs: conv {flops.get('conv', 0):,} matmul {flops.get('matmul', 0):,}")
@@ -415,7 +178,7 @@ def cmd_passes(args: argparse.Namespace) -> int:
 
 
 def cmd_pipelines(args: argparse.Namespace) -> int:
-    from .pipeline import presets
+    from .pipeline import groups, presets
     from .plugins import load_plugin
 
     for p in args.plugin:
@@ -423,12 +186,35 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
     for name, preset in presets().items():
         print(f"{name:22s} {preset.description}")
         if args.verbose:
-            print(f"{'':22s} {preset.factory()}")
+            for line in str(preset.factory()).splitlines():  # one pass per line
+                print(f"{'':22s} {line}")
+    for name, group in groups().items():  # names usable in pipeline text, like passes
+        print(f"{name:22s} (group) {group.description}")
+        if args.verbose:
+            print(f"{'':22s} {group.text}")
+    return EXIT_OK
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from .plugins import load_plugin
+    from .targets import all_targets
+
+    for p in args.plugin:
+        load_plugin(p)
+    for name, target in all_targets().items():
+        print(f"{name:22s} {target.description}")
+        passes = target.passes()
+        if passes:
+            print(f"{'':22s} passes: {passes}")
+        if args.verbose:
+            for rule in target.rules:
+                print(f"{'':24s}{rule.id:20s} {rule.description}")
     return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on a built-in graph: a zoo generator through its pipeline to TFLite."""
+    from .driver import convert
     from .ir.io import save
 
     tmp = Path(tempfile.mkdtemp(prefix="graphsurgery-demo-"))
@@ -452,33 +238,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             what = f"zoo graph {entry.name} ({len(graph)} nodes: {entry.description})"
         save(graph, model)
         print(f"demo: {what}\n  -> {pipeline} -> TFLite, verified against the reference")
-        run_args = _PARSER.parse_args(
-            ["run", str(model), "-p", pipeline, "-o", args.output, "--verify", "--report",
-             "--inputs", *map(str, graph.inputs), "--outputs", *map(str, graph.outputs)]
-            + (["-v"] * args.verbose)
-        )
-        status = cmd_run(run_args)
-        summary = json.loads((Path(args.output) / "summary.json").read_text())
-        changed = [p for p in summary["passes"] if p["changed"]]
-        print(f"  {len(summary['passes'])} passes ran, {len(changed)} changed the graph:")
-        for p in changed:
-            print(f"    {p['pass_id']:32s} {'; '.join(p['deltas'][:3])}")
-        if "audit" in summary:
-            a = summary["audit"]
-            verdict = "clean" if a.get("clean") else "NOT clean: " + "; ".join(a["violations"])
-            print(f"  model.tflite ({a.get('size', 0) / 1e3:.0f} kB): {verdict}")
-            print(f"    ops {a.get('ops')}")
-        for key, val in summary.get("verification", {}).items():
-            if isinstance(val, dict):
-                psnr = val["psnr"]
-                psnr_text = "inf" if psnr is None or psnr == float("inf") else f"{psnr:.1f} dB"
-                print(f"  verified {key}: max abs error {val['max_abs']:.3g}, PSNR {psnr_text}")
-        out = Path(args.output)
-        names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-        print(f"  written to {out}/: {', '.join(names)}")
-        if (out / "report.html").exists():
-            print(f"  open {out / 'report.html'} to see what every pass changed")
-        return status
+        result = convert(str(model), pipeline, target="tflite", outdir=args.output,
+                         verify=True, report=True, inputs=[str(t) for t in graph.inputs],
+                         outputs=[str(t) for t in graph.outputs])
+        print(f"{args.output}: {run_summary_line(result, verbose=args.verbose)}")
+        from .demo import describe
+
+        print(describe(result))
+        return result.status
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -505,12 +272,15 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from .targets import all_targets
+
+    target_names = list(all_targets())
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0,
                         help="more detail (-vv for debug output)")
     plug = argparse.ArgumentParser(add_help=False)
     plug.add_argument("--plugin", action="append", default=[], metavar="X",
-                      help="load passes from a .py file or a module (repeatable)")
+                      help="load passes or targets from a .py file or a module (repeatable)")
 
     p = _ArgumentParser(prog="graphsurgery", description="Rewrite frozen TensorFlow graphs.")
     p.add_argument("--version", action="version", version=f"graphsurgery {__version__}")
@@ -526,8 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--outputs", nargs="+", default=[], metavar="NAME")
     r.add_argument("--set", action="append", default=[], metavar="PASS.OPTION=VALUE")
     r.add_argument("-o", "--output", required=True, metavar="OUTDIR")
-    r.add_argument("--target", choices=["tflite", "none"], default="tflite")
-    r.add_argument("--quantize", choices=["fp32", "fp16", "dynamic", "int8"], default="fp32")
+    # Not argparse choices: a --plugin may register a target (checked once plugins load).
+    r.add_argument("--target", default="tflite", metavar="|".join([*target_names, "none"]),
+                   help="what to export and audit (a registered target, see `graphsurgery "
+                        "targets`; none: the rewritten GraphDef only)")
+    r.add_argument("--quantize", choices=["fp32", "fp16", "dynamic", "int8"], default=None,
+                   help="the TFLite target's weights and kernels (default fp32)")
     r.add_argument("--verify", action="store_true",
                    help="compare outputs with the input graph on random inputs")
     r.add_argument("--tolerance", type=float, default=1e-3,
@@ -551,9 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "audit, fidelity and output images (with --verify)")
     r.set_defaults(func=cmd_run)
 
-    c = sub.add_parser("check", parents=[common], help="list what blocks conversion")
+    c = sub.add_parser("check", parents=[common, plug], help="list what blocks conversion")
     c.add_argument("model", metavar="MODEL")
-    c.add_argument("--target", choices=["tflite"], default="tflite")
+    c.add_argument("--target", default="tflite", metavar="|".join(target_names),
+                   help="whose lint rules to check (see `graphsurgery targets`)")
     c.add_argument("--inputs", nargs="+", default=[], metavar="NAME")
     c.add_argument("--outputs", nargs="+", default=[], metavar="NAME")
     c.set_defaults(func=cmd_check)
@@ -584,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     ps.set_defaults(func=cmd_passes)
     pl = sub.add_parser("pipelines", parents=[common, plug], help="list pipeline presets")
     pl.set_defaults(func=cmd_pipelines)
+    tg = sub.add_parser("targets", parents=[common, plug], help="list targets and their rules")
+    tg.set_defaults(func=cmd_targets)
 
     dm = sub.add_parser("demo", parents=[common], help="convert a built-in StyleGAN2 graph "
                         "to a TFLite-clean model, verified, with a report")

@@ -19,12 +19,17 @@ After::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .ir.attrs import Shape
 from .ir.dtypes import DType
 from .ir.graph import Graph
 from .rewriter import Rewriter
+
+if TYPE_CHECKING:
+    from .driver import Result
 
 F32 = DType.float32
 
@@ -84,3 +89,30 @@ def build_demo_graph(seed: int = 0) -> Graph:
     rw.set_outputs([y])
     g.provenance.clear()
     return g
+
+
+def describe(result: Result) -> str:
+    """What ``graphsurgery demo`` prints about a :class:`~graphsurgery.driver.Result`: the
+    passes that changed the graph, the audit, the fidelity and the files written."""
+    changed = [r for r in result.records if r.changed]
+    lines = [f"  {len(result.records)} passes ran, {len(changed)} changed the graph:"]
+    lines += [f"    {r.pass_id:32s} {'; '.join(r.deltas()[:3])}" for r in changed]
+    if result.audit is not None:
+        a = result.audit.to_json()
+        verdict = "clean" if a.get("clean") else "NOT clean: " + "; ".join(a["violations"])
+        name = result.artefacts[result.target].name if result.target else "artefact"
+        lines.append(f"  {name} ({a.get('size', 0) / 1e3:.0f} kB): {verdict}")
+        lines.append(f"    ops {a.get('ops')}")
+    for key, val in (result.fidelity or {}).items():
+        psnr = val.get("psnr")
+        psnr_text = "inf" if psnr is None or psnr == float("inf") else f"{psnr:.1f} dB"
+        if "max_abs" in val:
+            lines.append(f"  verified {key}: max abs error {val['max_abs']:.3g}, PSNR {psnr_text}")
+        else:
+            lines.append(f"  verified {key}: {val.get('error')}")
+    out = result.outdir
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    lines.append(f"  written to {out}/: {', '.join(names)}")
+    if "report" in result.artefacts:
+        lines.append(f"  open {result.artefacts['report']} to see what every pass changed")
+    return "\n".join(lines)

@@ -12,7 +12,7 @@ from graphsurgery.check import Blocker, check_tflite, count_flops, lint_tflite
 from graphsurgery.ir.dtypes import DType
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf  # noqa: E402
 
 
 def _w(*shape):
@@ -222,3 +222,19 @@ def test_count_flops_nchw_and_batch_dependent_grouped_conv():
         "conv": 2 * (4 * 8 * 8) * 27,
         "grouped": 2 * (2 * 8 * 8) * (3 * 3 * 4),  # batch 1
     }
+
+
+def test_every_finding_names_a_declared_rule_of_the_target():
+    from graphsurgery.targets import get_target
+
+    def net(x):
+        y = tf.nn.conv2d(x, _w(3, 3, 4, 8), 1, "SAME", data_format="NCHW", name="conv")
+        y = tf.reshape(y, [1, 2, 4, 2, 2, 1], name="r6")  # rank 6
+        return tf.transpose(tf.reshape(y, [1, 8, 2, 2]), [0, 2, 1, 3], name="out")
+
+    declared = {r.id for r in get_target("tflite").rules}
+    found = lint_tflite(build(net, shape=(1, 4, 2, 2)))
+    rules = {f.node: f.rule for f in found}
+    assert rules["conv"] == "nhwc-layout" and rules["r6"] == "rank<=4"
+    assert {f.rule for f in found} <= declared
+    assert all(isinstance(f, Blocker) for f in found)

@@ -1,4 +1,5 @@
-"""Exporters and their audits; importing this package does not import TensorFlow.
+"""The TFLite target's converter and audit (:mod:`graphsurgery.targets.tflite` is the target
+that uses them); importing this package does not import TensorFlow.
 
 * :func:`convert_tflite` (``export/tflite.py``): builtins-only TFLite conversion.
 * :func:`audit_tflite` (``export/audit.py``): every TFLite-clean rule, checked on the

@@ -2,14 +2,16 @@
 
 The flatbuffer is read directly with the generated TFLite schema (LiteRT's
 ``schema_py_generated``, the same file TensorFlow bundles; TensorFlow's is used when LiteRT's
-is missing), so every rule is checked here rather than trusted to a tool. The rules, each a
-``violations`` line ``"<rule>: <detail>"`` when broken:
+is missing), so every rule is checked here rather than trusted to a tool. The rules are
+the TFLite target's (:data:`graphsurgery.targets.tflite.lint.RULES`, shared with ``check``
+and the report); each is one function of :data:`AUDIT_RULES` over what the flatbuffer
+holds, and each broken one is a ``violations`` line ``"<rule id>: <detail>"``:
 
 * ``builtins-only``: no Flex (Select TF) ops and no custom ops.
 * ``one-subgraph``: exactly one subgraph (no ``IF``/``WHILE`` bodies).
 * ``no-random``: no ``RANDOM_*``/``MULTINOMIAL`` ops.
 * ``rank<=4``: no tensor of rank above 4.
-* ``no-transpose``: no ``TRANSPOSE`` inside the network. With ``allow_boundary_transpose``
+* ``no-inner-transpose``: no ``TRANSPOSE`` inside the network. With ``allow_boundary_transpose``
   each model input and output may have one TRANSPOSE next to it (its input is a model input
   or its output a model output); without it every TRANSPOSE counts.
 * ``constant-weights``: the filter and bias of every ``CONV_2D``, ``DEPTHWISE_CONV_2D``,
@@ -31,6 +33,7 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -182,6 +185,62 @@ def _through_conversions(ti: int, links: dict[int, Any], m: Any, *, backward: bo
     return ti
 
 
+@dataclass
+class _Facts:
+    """What the rules read: the offending ops and tensors found while walking the model."""
+
+    subgraphs: int
+    custom: list[tuple[str, str]]  # (op name, output tensor); Flex ops start with "Flex"
+    random: list[tuple[str, str]]
+    high_rank: list[dict[str, Any]]
+    interior_transposes: list[str]
+    nonconst: list[dict[str, Any]]
+    runs: bool | None
+    run_error: str | None
+
+
+def builtins_only(f: _Facts) -> list[str]:
+    return [f"{'Flex' if name.startswith('Flex') else 'custom'} op {name} -> {label!r}"
+            for name, label in f.custom]
+
+
+def one_subgraph(f: _Facts) -> list[str]:
+    return [] if f.subgraphs == 1 else [f"the model has {f.subgraphs} subgraphs"]
+
+
+def no_random(f: _Facts) -> list[str]:
+    return [f"{name} -> {label!r}" for name, label in f.random]
+
+
+def rank_le_4(f: _Facts) -> list[str]:
+    return [f"tensor {t['name']!r} has shape {t['shape']}" for t in f.high_rank]
+
+
+def no_inner_transpose(f: _Facts) -> list[str]:
+    return [f"TRANSPOSE inside the network -> {label!r}" for label in f.interior_transposes]
+
+
+def constant_weights(f: _Facts) -> list[str]:
+    return [f"{w['op']} -> {w['tensor']!r} has a run-time {w['operand']} {w['input']!r}"
+            for w in f.nonconst]
+
+
+def runs_in_litert(f: _Facts) -> list[str]:
+    return [str(f.run_error)] if f.runs is False else []
+
+
+#: The audit's rules, by id (the TFLite target's rule ids), in the order violations are listed.
+AUDIT_RULES: tuple[tuple[str, Callable[[_Facts], list[str]]], ...] = (
+    ("one-subgraph", one_subgraph),
+    ("builtins-only", builtins_only),
+    ("no-random", no_random),
+    ("rank<=4", rank_le_4),
+    ("no-inner-transpose", no_inner_transpose),
+    ("constant-weights", constant_weights),
+    ("runs-in-litert", runs_in_litert),
+)
+
+
 def audit_tflite(
     model: str | os.PathLike | bytes,
     *,
@@ -208,7 +267,8 @@ def audit_tflite(
     high_rank: list[dict[str, Any]] = []
     nonconst: list[dict[str, Any]] = []
     gpu: list[str] = []
-    violations: list[str] = []
+    customs: list[tuple[str, str]] = []
+    randoms: list[tuple[str, str]] = []
     boundary: list[str] = []
     interior: list[str] = []
     edges: dict[str, str] = {}
@@ -265,14 +325,10 @@ def audit_tflite(
             outs = [int(op.Outputs(j)) for j in range(op.OutputsLength())]
             label = _tensor_name(tensors[outs[0]]) if outs else f"op in subgraph {si}"
             if is_custom:
-                if name.startswith("Flex"):
-                    flex[name] += 1
-                    violations.append(f"builtins-only: Flex op {name} -> {label!r}")
-                else:
-                    custom[name] += 1
-                    violations.append(f"builtins-only: custom op {name} -> {label!r}")
+                (flex if name.startswith("Flex") else custom)[name] += 1
+                customs.append((name, label))
             if name in RANDOM_OPS:
-                violations.append(f"no-random: {name} -> {label!r}")
+                randoms.append((name, label))
             if name == "TRANSPOSE":
                 # A boundary TRANSPOSE reads a model input or writes a model output; one is
                 # allowed per such tensor.
@@ -297,18 +353,7 @@ def audit_tflite(
                             "op": name, "tensor": label, "operand": operand,
                             "input": _tensor_name(tensors[ins[idx]]),
                         })  # fmt: skip
-                        violations.append(
-                            f"constant-weights: {name} -> {label!r} has a run-time {operand} "
-                            f"{_tensor_name(tensors[ins[idx]])!r}"
-                        )
             gpu.extend(_gpu_checks(m, schema, name, op, ins, tensors, label, is_const))
-
-    if m.model.SubgraphsLength() != 1:
-        violations.insert(0, f"one-subgraph: the model has {m.model.SubgraphsLength()} subgraphs")
-    for t in high_rank:
-        violations.append(f"rank<=4: tensor {t['name']!r} has shape {t['shape']}")
-    for label in interior:
-        violations.append(f"no-transpose: TRANSPOSE inside the network -> {label!r}")
 
     analyzer_warnings: list[str] = []
     compatible: bool | None = None
@@ -320,8 +365,9 @@ def audit_tflite(
     run_seconds: float | None = None
     if run:
         runs, run_error, run_seconds = _try_run(buf, seed)
-        if not runs:
-            violations.append(f"runs-in-litert: {run_error}")
+    facts = _Facts(int(m.model.SubgraphsLength()), customs, randoms, high_rank, interior,
+                   nonconst, runs, run_error)
+    violations = [f"{rule_id}: {detail}" for rule_id, rule in AUDIT_RULES for detail in rule(facts)]
 
     random_count = sum(op_hist[r] for r in RANDOM_OPS)
     return Audit(

@@ -464,13 +464,14 @@ def _header(summary: Mapping[str, Any]) -> str:
                   f"{len(summary.get('passes', []))} passes"
                   + (f", {len(failures)} failed" if failures else "") + "</span>")
     audit = summary.get("audit")
+    label = _target(summary)[0]
     if audit is not None:
         clean = audit.get("clean")
-        badges.append(f"<span class=\"badge {'ok' if clean else 'bad'}\">TFLite: "
+        badges.append(f"<span class=\"badge {'ok' if clean else 'bad'}\">{_e(label)}: "
                       + ("clean" if clean else f"{len(audit.get('violations', []))} violation(s)")
                       + "</span>")
     elif summary.get("export") and not summary["export"].get("ok"):
-        badges.append("<span class=\"badge bad\">TFLite conversion failed</span>")
+        badges.append(f"<span class=\"badge bad\">{_e(label)} conversion failed</span>")
     ver = summary.get("verification")
     if ver is not None:
         badges.append(f"<span class=\"badge {'ok' if ver.get('ok') else 'bad'}\">verification "
@@ -637,49 +638,84 @@ def _histogram_section(summary: Mapping[str, Any]) -> str:
             + "".join(rows) + "</table>")
 
 
+def _target(summary: Mapping[str, Any]) -> tuple[str, Any]:
+    """The label and the registered target of the run's export (None when unknown)."""
+    from ..targets import get_target
+
+    name = (summary.get("export") or {}).get("target") or "tflite"
+    try:
+        target = get_target(name)
+    except Exception:  # a plugin target not loaded in this process: its name will do
+        return name, None
+    return target.display_name, target
+
+
+def _violation_items(violations: Sequence[str], target: Any) -> str:
+    """Violations grouped by the rule they break, each rule with its description."""
+    from ..targets import violation_rule
+
+    groups: dict[str, list[str]] = {}
+    for v in violations:
+        groups.setdefault(violation_rule(v), []).append(v)
+    parts = []
+    for rule_id, items in groups.items():
+        rule = target.rule(rule_id) if target is not None else None
+        what = f": {_e(rule.description)}" if rule is not None else ""
+        lis = "".join(f"<li class=\"mono\">{_e(x)}</li>" for x in items[:200])
+        parts.append(f"<li><code>{_e(rule_id)}</code>{what} ({len(items)})<ul>{lis}</ul></li>")
+    return "".join(parts)
+
+
 def _audit_section(summary: Mapping[str, Any]) -> str:
     audit = summary.get("audit")
     export = summary.get("export")
+    label, target = _target(summary)
     if audit is None:
         if export and not export.get("ok"):
-            return (f"<h2>TFLite audit</h2><p class=\"bad\">conversion failed: "
+            return (f"<h2>{_e(label)} audit</h2><p class=\"bad\">conversion failed: "
                     f"{_e(export.get('error', ''))}</p>")
         return ""
-    parts = ["<h2>TFLite audit</h2>"]
+    parts = [f"<h2>{_e(label)} audit</h2>"]
     clean = audit.get("clean")
     parts.append(f"<p class=\"{'ok' if clean else 'bad'}\">"
                  + ("clean" if clean else f"{len(audit.get('violations', []))} violation(s)")
                  + "</p>")
-    facts = [
-        ("size", _bytes(int(audit.get("size", 0)))),
-        ("ops / tensors / subgraphs", f"{audit.get('num_ops')} / {audit.get('num_tensors')} / "
-                                      f"{audit.get('subgraphs')}"),
-        ("max rank", audit.get("max_rank")),
-        ("TRANSPOSE", f"{audit.get('transpose_count')} (at the boundary: "
-                      f"{len(audit.get('boundary_transposes', []))})"),
-        ("Flex / custom / random", f"{audit.get('flex_count')} / {audit.get('custom_count')} / "
-                                   f"{audit.get('random_count')}"),
-        ("runs in LiteRT", {True: "yes", False: f"no: {audit.get('run_error')}",
-                            None: "not tried"}[audit.get("runs")]),
-        ("GPU delegate (analyzer)", {True: "compatible", False: "warnings",
-                                     None: "unknown"}[audit.get("analyzer_gpu_compatible")]),
-    ]
+    facts: list[tuple[str, Any]] = [("size", _bytes(int(audit.get("size", 0))))]
+    if "num_ops" in audit:  # the TFLite audit's facts
+        facts += [
+            ("ops / tensors / subgraphs", f"{audit.get('num_ops')} / "
+                                          f"{audit.get('num_tensors')} / {audit.get('subgraphs')}"),
+            ("max rank", audit.get("max_rank")),
+            ("TRANSPOSE", f"{audit.get('transpose_count')} (at the boundary: "
+                          f"{len(audit.get('boundary_transposes', []))})"),
+            ("Flex / custom / random", f"{audit.get('flex_count')} / "
+                                       f"{audit.get('custom_count')} / "
+                                       f"{audit.get('random_count')}"),
+            ("runs in LiteRT", {True: "yes", False: f"no: {audit.get('run_error')}",
+                                None: "not tried"}[audit.get("runs")]),
+            ("GPU delegate (analyzer)", {True: "compatible", False: "warnings",
+                                         None: "unknown"}[audit.get("analyzer_gpu_compatible")]),
+        ]
     io = []
     for key in ("inputs", "outputs"):
         for t in audit.get(key, []):
-            io.append(f"{key[:-1]} <code>{_e(t.get('name'))}</code> {_e(t.get('dtype'))} "
-                      f"{_e(t.get('shape'))}")
+            if isinstance(t, Mapping):
+                io.append(f"{key[:-1]} <code>{_e(t.get('name'))}</code> {_e(t.get('dtype'))} "
+                          f"{_e(t.get('shape'))}")
     if io:
         facts.append(("interface", "<br>".join(io)))
     parts.append("<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{v if k == 'interface' else _e(v)}"
                                      f"</td></tr>" for k, v in facts) + "</table>")
-    for title, key in (("Violations", "violations"), ("GPU-delegate warnings", "gpu_warnings"),
+    violations = audit.get("violations") or []
+    if violations:
+        parts.append(f"<h3 class=\"bad\">Violations ({len(violations)})</h3>"
+                     f"<ul>{_violation_items(violations, target)}</ul>")
+    for title, key in (("GPU-delegate warnings", "gpu_warnings"),
                        ("TFLite analyzer warnings", "analyzer_gpu_warnings")):
         items = audit.get(key) or []
         if items:
-            cls = "bad" if key == "violations" else "warn"
             lis = "".join(f"<li class=\"mono\">{_e(x)}</li>" for x in items[:200])
-            parts.append(f"<h3 class=\"{cls}\">{title} ({len(items)})</h3><ul>{lis}</ul>")
+            parts.append(f"<h3 class=\"warn\">{title} ({len(items)})</h3><ul>{lis}</ul>")
     ops = audit.get("ops") or {}
     if ops:
         peak = max(ops.values())
@@ -687,7 +723,7 @@ def _audit_section(summary: Mapping[str, Any]) -> str:
             f"<tr><td><code>{_e(op)}</code></td><td class=\"num\">{n}</td><td><span "
             f"class=\"bar a\" style=\"width:{200 * n / peak:.1f}px\"></span></td></tr>"
             for op, n in ops.items())
-        parts.append(f"<h3>TFLite ops</h3><table>{rows}</table>")
+        parts.append(f"<h3>{_e(label)} ops</h3><table>{rows}</table>")
     return "".join(parts)
 
 

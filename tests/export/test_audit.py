@@ -62,7 +62,7 @@ def _transpose_at_output(t, x):
 def test_transpose_inside_the_network_is_a_violation(tmp_path):
     audit = audit_tflite(_convert(build(_transpose_inside), tmp_path))
     assert audit.transpose_count == 1 and audit.boundary_transposes == []
-    assert audit.violations == ["no-transpose: TRANSPOSE inside the network -> 'swap_hw'"]
+    assert audit.violations == ["no-inner-transpose: TRANSPOSE inside the network -> 'swap_hw'"]
 
 
 def test_one_boundary_transpose_is_allowed_unless_asked(tmp_path):
@@ -71,7 +71,7 @@ def test_one_boundary_transpose_is_allowed_unless_asked(tmp_path):
     assert audit.clean, audit.violations
     assert audit.transpose_count == 1 and audit.boundary_transposes == ["out"]
     strict = audit_tflite(path, allow_boundary_transpose=False, run=False, analyzer=False)
-    assert strict.violations == ["no-transpose: TRANSPOSE inside the network -> 'out'"]
+    assert strict.violations == ["no-inner-transpose: TRANSPOSE inside the network -> 'out'"]
     assert strict.runs is None
 
 
@@ -148,3 +148,19 @@ def test_audit_input_is_random_but_deterministic(tmp_path):
     a, b = audit_tflite(path, analyzer=False), audit_tflite(path, analyzer=False)
     assert a.runs and b.runs and a.analyzer_gpu_compatible is None
     assert np.isfinite(a.run_seconds)
+
+
+def test_check_and_audit_name_the_same_rule(tmp_path):
+    from graphsurgery.check import lint
+    from graphsurgery.targets import get_target, violation_rule
+
+    graph = build(_transpose_inside)
+    finding = next(f for f in lint(graph, "tflite") if f.node == "swap_hw")
+    audit = audit_tflite(_convert(graph, tmp_path), run=False, analyzer=False)
+    assert finding.rule == violation_rule(audit.violations[0]) == "no-inner-transpose"
+    target = get_target("tflite")
+    ids = {r.id for r in target.rules}
+    from graphsurgery.export.audit import AUDIT_RULES
+
+    assert {rule_id for rule_id, _ in AUDIT_RULES} <= ids  # every audit rule is declared
+    assert target.rule("no-inner-transpose").description.startswith("no TRANSPOSE inside")

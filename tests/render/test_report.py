@@ -81,7 +81,7 @@ def test_report_shows_output_images_and_errors(image_report):
     pngs = [u for u in _links(page) if u.endswith(".png")]
     assert sorted(Path(u).name for u in pngs) == [
         "out0_error.png", "out0_graphdef.png", "out0_reference.png"]
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     ref = tf.io.decode_png((image_report / pngs[0]).read_bytes()).numpy()
     assert ref.shape == (64, 64, 3) and ref.std() > 5  # 16 px enlarged, not blank
     assert "Fidelity" in page and "graphdef:y:0" in page
@@ -104,7 +104,7 @@ def test_report_renders_in_headless_chromium(image_report, tmp_path):
                            "--window-size=1280,2000", url],
                    check=True, capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 20_000
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     pixels = tf.io.decode_png(shot.read_bytes(), channels=3).numpy()
     assert pixels.shape[:2] == (2000, 1280)
     assert pixels.std() > 10  # not a blank page

@@ -3,7 +3,7 @@ import pytest
 
 from graphsurgery.testing import check_pass, run_pass, tf_graph
 
-PASS = "core::polyphase_transpose_conv"
+PASS = "tflite::polyphase_transpose_conv"
 
 
 def _tconv(hw, k, stride, padding, out_hw, ci=3, co=5, batch=2):

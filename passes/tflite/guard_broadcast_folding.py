@@ -1,4 +1,4 @@
-"""``core::guard_broadcast_folding``: keep the TFLite converter from materialising broadcasts."""
+"""``tflite::guard_broadcast_folding``: keep the TFLite converter from materialising broadcasts."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _broadcast_nbytes(a: tuple[int, ...], b: tuple[int, ...], itemsize: int) -> 
         return None
 
 
-@register_pass("core::guard_broadcast_folding")
+@register_pass("tflite::guard_broadcast_folding")
 class GuardBroadcastFolding(Pass):
     """Keep constant broadcasts for the TFLite converter to fold from growing the model.
 

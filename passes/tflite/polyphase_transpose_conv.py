@@ -1,4 +1,4 @@
-"""``core::polyphase_transpose_conv``: strided transposed convolutions as phase convolutions."""
+"""``tflite::polyphase_transpose_conv``: strided transposed convolutions as phase convolutions."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def _pad_after(graph: Graph, node: Node, crop: tuple[int, ...]) -> Node | None:
     return user
 
 
-@register_pass("core::polyphase_transpose_conv")
+@register_pass("tflite::polyphase_transpose_conv")
 class PolyphaseTransposeConv(Pass):
     """Rewrite a strided ``Conv2DBackpropInput`` (TFLite ``TRANSPOSE_CONV``) as one
     stride-1 convolution per output phase, interleaved by ``DepthToSpace``.
@@ -140,7 +140,7 @@ class PolyphaseTransposeConv(Pass):
     ) -> tuple[int, list[_Phase], list[_Phase], tuple[int, int, int, int], Node | None] | None:
         why = self._skip_reason(graph, node)
         if why is not None:
-            log.debug("core::polyphase_transpose_conv: %s: %s", node.name, why)
+            log.debug("tflite::polyphase_transpose_conv: %s: %s", node.name, why)
             return None
         sizes_ref, filt_ref, x_ref = node.data_inputs
         sizes = [int(v) for v in graph.const_value(sizes_ref)]
@@ -148,13 +148,13 @@ class PolyphaseTransposeConv(Pass):
         stride = int(node.attr("strides")[1])
         shape = graph.shape(x_ref)
         if shape is None or len(shape) != 4 or shape[1] < 0 or shape[2] < 0:
-            log.debug("core::polyphase_transpose_conv: %s: input size unknown", node.name)
+            log.debug("tflite::polyphase_transpose_conv: %s: input size unknown", node.name)
             return None
         padding = node.attr("padding")
         rows = _phases(shape[1], sizes[1], kh, stride, padding)
         cols = _phases(shape[2], sizes[2], kw, stride, padding)
         if not rows or not cols:
-            log.debug("core::polyphase_transpose_conv: %s: a phase has no tap", node.name)
+            log.debug("tflite::polyphase_transpose_conv: %s: a phase has no tap", node.name)
             return None
         out = graph.shape(node.output())
         batch = out[0] if out is not None and len(out) == 4 else -1

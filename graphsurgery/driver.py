@@ -1,0 +1,478 @@
+"""The driver: load, rewrite, export, audit, verify and report, as one call.
+
+``graphsurgery run`` is argument parsing around :func:`convert`, so the Python API converts,
+verifies and reports exactly like the command line, and ``summary.json`` is
+:meth:`Result.to_json`::
+
+    import graphsurgery as gs
+
+    result = gs.convert("generator.pb", "stylegan-to-tflite", target="tflite",
+                        outdir="out", verify=True, report=True)
+    print(result.status, result.artefacts["tflite"], result.audit.clean)
+
+OUTDIR is written through :class:`~graphsurgery.outdir.OutputDir` (refused when it is not
+ours to replace, locked, written in a temporary sibling, swapped into place at the end,
+removed on any error, SIGINT or SIGTERM). Verification never runs a graph holding ops that act
+on the host (``WriteFile``, ``ReadFile``, ``PyFunc``...) unless ``allow_side_effects``.
+Status: 0 ok; 3 (:data:`EXIT_PROBLEMS`) when a pass failed (with ``keep_going``), the export
+failed, the audit found violations or the verification failed. Errors of input or usage
+raise (:class:`~graphsurgery.errors.UsageError`, exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, PassFailure, UsageError, VerificationError
+from .ir.graph import Graph
+from .ir.names import TensorRef
+from .outdir import OutputDir
+from .pipeline import PassRecord, Pipeline
+from .targets import AuditLike, Target, get_target
+
+log = logging.getLogger("graphsurgery")
+
+EXIT_OK, EXIT_PROBLEMS = 0, 3
+
+_SHAPE = re.compile(r"^\[?\s*-?\d+(\s*,\s*-?\d+)*\s*\]?$|^\[\s*\]$")
+_MAX_ELEMENTS = 2**31 - 1  # TFLite's dimensions and element counts are int32
+
+
+def parse_input_spec(spec: str) -> tuple[str, list[int] | None]:
+    """``name``, ``name:1`` (a port), ``name:1,512`` or ``name:[1,512]`` (a shape).
+
+    A dimension is a size from 0 to 2**31-1, or -1 for "unknown" (as in TensorFlow's
+    shapes; ``verify`` feeds 1 there); the known sizes multiply to at most 2**31-1
+    elements. Anything else after ``:`` is refused (UsageError naming ``--inputs``).
+    """
+    name, sep, rest = spec.rpartition(":")
+    text = rest.strip()
+    if not sep or not name or text.isdigit():  # a name, or name:PORT
+        return spec, None
+    if not ("," in text or "[" in text) or not _SHAPE.match(text):
+        raise UsageError(f"--inputs {spec}: {rest!r} is neither a port nor a shape "
+                         "(write name:1,512 or name:[1,512])")
+    dims = [int(d) for d in text.strip("[] ").split(",") if d.strip()]
+    elements = 1
+    for d in dims:
+        if d < -1 or d > _MAX_ELEMENTS:
+            raise UsageError(f"--inputs {spec}: dimension {d} is out of range "
+                             f"(0 to {_MAX_ELEMENTS}, or -1 for unknown)")
+        elements *= max(d, 1)
+    if elements > _MAX_ELEMENTS:
+        raise UsageError(f"--inputs {spec}: {elements:,} elements, more than {_MAX_ELEMENTS:,}")
+    return name, dims
+
+
+def load_model(model: str | os.PathLike | Graph, inputs: Sequence[str] | None = None,
+               outputs: Sequence[str] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> Graph:
+    """Load ``model`` (a path, or a Graph used as it is) and set its interface.
+
+    ``inputs`` may carry shapes (``"x:1,512"``, see :func:`parse_input_spec`), set on the
+    placeholders. A graph without outputs is a UsageError.
+    """
+    from .ir.io import load
+
+    specs = [parse_input_spec(s) for s in inputs or ()]
+    label = str(model) if not isinstance(model, Graph) else (model.source or "<graph>")
+    graph = model if isinstance(model, Graph) else load(model, progress=progress)
+    if specs:
+        graph.inputs = _resolve_tensors(graph, [n for n, _ in specs], "inputs", label)
+    if outputs:
+        graph.outputs = _resolve_tensors(graph, outputs, "outputs", label)
+    if not graph.outputs:
+        raise UsageError(f"{label}: no outputs found; name them with --outputs")
+    shapes = {n: d for n, d in specs if d is not None}
+    if shapes:
+        _apply_input_shapes(graph, shapes)
+    return graph
+
+
+def _resolve_tensors(graph: Graph, names: Sequence[str], what: str, model: str) -> list[TensorRef]:
+    refs = []
+    for n in names:
+        ref = TensorRef.parse(n)
+        if ref.node not in graph:
+            raise UsageError(f"--{what} {n}: no node named {ref.node!r} in {model}")
+        refs.append(ref)
+    return refs
+
+
+def _apply_input_shapes(graph: Graph, shapes: dict[str, list[int]]) -> None:
+    from .ir.attrs import Shape
+    from .rewriter import Rewriter
+
+    rw = Rewriter(graph, "cli::inputs")
+    for name, dims in shapes.items():
+        node = graph.node(TensorRef.parse(name).node)
+        if node.op != "Placeholder":
+            raise UsageError(f"--inputs {name}: a shape can only be set on a Placeholder, "
+                             f"{node.name!r} is {node.op}")
+        rw.set_attr(node, "shape", Shape(tuple(dims)))
+
+
+def random_feeds(graph: Graph, seed: int = 0) -> dict[str, Any]:
+    """Seeded inputs for every graph input: standard-normal floats, zeros otherwise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for ref in graph.inputs:
+        node = graph.node(ref.node)
+        dtype = graph.dtype_hint(ref)
+        shape = graph.static_shape(ref)
+        if shape is None or dtype is None:
+            raise UsageError(f"input {ref}: unknown shape or dtype; give it with --inputs "
+                             f"{ref.node}:[dims]")
+        dims = [1 if d < 0 else d for d in shape]
+        if dtype.is_floating:
+            feeds[node.name] = rng.standard_normal(dims).astype(dtype.numpy)
+        else:
+            feeds[node.name] = np.zeros(dims, dtype=dtype.numpy)
+    return feeds
+
+
+def resolve_target(target: str | Target | None) -> Target | None:
+    """A registered target by name (``None`` or ``"none"``: no target), or ``target`` itself."""
+    if target is None or isinstance(target, Target):
+        return target
+    return None if target == "none" else get_target(target)
+
+
+# ---------------------------------------------------------------------- the result
+@dataclass
+class Result:
+    """What :func:`convert` did; :meth:`to_json` is ``summary.json``.
+
+    ``artefacts`` maps ``"model"`` (the rewritten ``model.pb``), the target's name (its
+    file) and ``"report"`` to paths under :attr:`outdir`; ``audit`` is the target's audit of
+    its artefact; ``verification`` the comparison with the input graph (``ok``, and per
+    output ``max_abs``, ``psnr``...); ``status`` the exit code (0, or 3 for problems).
+    """
+
+    model: str
+    outdir: Path
+    pipeline: str
+    records: list[PassRecord]
+    failures: list[PassRecord]
+    pipeline_seconds: float
+    inputs: list[str]
+    outputs: list[str]
+    ops_before: dict[str, int]
+    ops_after: dict[str, int]
+    nodes_after: int
+    target: str | None = None
+    artefacts: dict[str, Path] = field(default_factory=dict)
+    export: dict[str, Any] | None = None
+    audit: AuditLike | None = None
+    verification: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    status: int = EXIT_OK
+    graph: Graph | None = field(default=None, repr=False)
+    #: The arrays ``verify`` compared ({"reference": [...], "graphdef": [...], target: [...]}).
+    values: dict[str, Any] = field(default_factory=dict, repr=False)
+    _tmp: Path | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == EXIT_OK
+
+    @property
+    def nodes_before(self) -> int:
+        return sum(self.ops_before.values())
+
+    @property
+    def fidelity(self) -> dict[str, Any] | None:
+        """The verification's per-output comparisons (``"graphdef:y:0": {...}``)."""
+        if self.verification is None:
+            return None
+        return {k: v for k, v in self.verification.items() if isinstance(v, dict)}
+
+    def to_json(self) -> dict[str, Any]:
+        """``summary.json``: paths relative to OUTDIR."""
+        from . import __version__
+
+        summary: dict[str, Any] = {
+            "graphsurgery": __version__,
+            "model": self.model,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "ops_before": self.ops_before,
+            "ops_after": self.ops_after,
+            "nodes_before": self.nodes_before,
+            "nodes_after": self.nodes_after,
+            "pipeline": self.pipeline,
+            "seconds": round(self.pipeline_seconds, 4),
+            "ok": not self.failures,
+            "passes": [r.to_json() for r in self.records],
+            "failures": [r.to_json() for r in self.failures],
+            "warnings": self.warnings,
+        }
+        if self.export is not None:
+            summary["export"] = self.export
+        if self.audit is not None:
+            summary["audit"] = self.audit.to_json()
+        if self.verification is not None:
+            summary["verification"] = self.verification
+        if "report" in self.artefacts:
+            summary["report"] = self.artefacts["report"]
+        return self._relative(summary)
+
+    def _relative(self, obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: self._relative(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [self._relative(v) for v in obj]
+        if isinstance(obj, str | os.PathLike):
+            text = str(obj)
+            for base in (self._tmp, self.outdir):
+                if base is None:
+                    continue
+                if text == str(base):
+                    return "."
+                if text.startswith(str(base) + os.sep):
+                    return text[len(str(base)) + 1:]
+            return text if isinstance(obj, os.PathLike) else obj
+        return obj
+
+
+# ---------------------------------------------------------------------- the flow
+def convert(
+    model: str | os.PathLike | Graph,
+    pipeline: str | Pipeline = "generic",
+    *,
+    target: str | Target | None = "tflite",
+    outdir: str | os.PathLike | None = None,
+    inputs: Sequence[str] | None = None,
+    outputs: Sequence[str] | None = None,
+    verify: bool = False,
+    report: bool = False,
+    quantize: str | None = None,
+    seed: int = 0,
+    tolerance: float = 1e-3,
+    allow_side_effects: bool = False,
+    overrides: Sequence[str] = (),
+    plugins: Sequence[str] = (),
+    keep_going: bool = False,
+    verify_each: bool = True,
+    verify_shapes: bool = False,
+    dump_changed: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Result:
+    """Run ``pipeline`` over ``model``, export it for ``target``, audit, verify, report.
+
+    ``model``: a file (``.pb``, ``.pbtxt``, a SavedModel folder...) or a :class:`Graph`
+    (copied, not changed). ``pipeline``: a preset name, pipeline text or a Pipeline.
+    ``target``: a registered target's name, a :class:`~graphsurgery.targets.Target`, or
+    None/``"none"`` for the rewritten GraphDef only. ``outdir``: where ``model.pb``, the
+    artefact, ``summary.json`` and ``report.html`` go (a new temporary folder when None).
+    ``inputs``/``outputs`` name the interface (inputs may carry shapes, ``"x:1,512"``).
+    ``verify`` compares the result (GraphDef and artefact) with the input graph on seeded
+    random inputs (``seed``), failing above ``tolerance`` (max abs error / output range).
+    ``overrides`` are ``--set`` strings (``"core::dce.keep=x"``); ``plugins`` files or modules
+    to import first. Returns the :class:`Result` (also written as ``OUTDIR/summary.json``).
+    """
+    from .plugins import load_plugin
+
+    for spec in inputs or ():  # a bad --inputs is refused before anything else
+        parse_input_spec(spec)
+    if outdir is None:
+        outdir = Path(tempfile.mkdtemp(prefix="graphsurgery-")) / "out"
+    protect = [*(p for p in plugins if os.path.exists(p))]
+    if not isinstance(model, Graph):
+        protect.insert(0, model)
+    # Refuse an OUTDIR that is not ours to replace before any work (this touches nothing).
+    out = OutputDir(outdir, protect=protect)
+    for p in plugins:
+        load_plugin(p)
+    tgt = resolve_target(target)
+    export_options = tgt.check_options({"quantize": quantize}) if tgt is not None else {}
+    if isinstance(pipeline, Pipeline):
+        pipe = pipeline.copy()
+        pipe.name = pipeline.name
+    else:
+        pipe = Pipeline.from_spec(pipeline)
+    pipe.apply_overrides(overrides)
+    pipe.warm_up()  # the shape library loads while the model is read
+    graph = load_model(model.copy() if isinstance(model, Graph) else model, inputs, outputs,
+                       progress)
+    # Locked, written in a temporary sibling (removed on any error, SIGINT or SIGTERM),
+    # swapped into place by out.commit().
+    with out:
+        try:
+            result = _run_into(out, pipe, graph, tgt, export_options, model=model,
+                               verify=verify, report=report, seed=seed, tolerance=tolerance,
+                               allow_side_effects=allow_side_effects, keep_going=keep_going,
+                               verify_each=verify_each, verify_shapes=verify_shapes,
+                               dump_changed=dump_changed)
+        except PassFailure as exc:
+            # Keep only the reproducer: it is what the user needs to report the failure.
+            if out.keep_only("reproducer"):
+                out.commit()
+                if exc.reproducer:
+                    final = out.final_path(exc.reproducer)
+                    exc.args = (str(exc).replace(exc.reproducer, final),)
+                    exc.reproducer = final
+            raise
+    return result
+
+
+def _run_into(out: OutputDir, pipe: Pipeline, graph: Graph, tgt: Target | None,
+              export_options: Mapping[str, Any], *, model: str | os.PathLike | Graph,
+              verify: bool, report: bool, seed: int, tolerance: float,
+              allow_side_effects: bool, keep_going: bool, verify_each: bool,
+              verify_shapes: bool, dump_changed: bool) -> Result:
+    from .ir.io import save
+    from .pipeline import DumpChanged, LogOpDeltas, LogTimings
+
+    # The input graph is kept only to verify against: a copy shares NodeDefs, but keeps
+    # the old weights alive once the passes replace them.
+    original = graph.copy() if verify else None
+    ops_before = dict(sorted(graph.op_counts().items()))
+    instruments = [LogTimings(), LogOpDeltas()]
+    if dump_changed:
+        instruments.append(DumpChanged(out.tmp / "dumps"))
+    recorder = None
+    if report:  # a drawn diff per pass; with verify, the error after each pass
+        from .render.report import ReportRecorder
+
+        feeds = None
+        if verify:
+            try:
+                feeds = random_feeds(graph, seed=seed)
+            except UsageError:
+                feeds = None
+        recorder = ReportRecorder(feeds=feeds, seed=seed)
+        instruments.append(recorder)
+    is_pb = not isinstance(model, Graph) and Path(model).suffix == ".pb"
+    run = pipe.run(
+        graph,
+        verify_each=verify_each,
+        verify_shapes=verify_shapes,
+        keep_going=keep_going,
+        instruments=instruments,
+        reproducer_dir=out.tmp,
+        # An unchanged .pb input is its own reproducer input: no per-pass snapshot needed.
+        source=model if graph.version == 0 and is_pb else None,
+    )
+    save(graph, out.tmp / "model.pb")
+    label = str(model) if not isinstance(model, Graph) else (model.source or "<graph>")
+    result = Result(
+        model=label, outdir=Path(out.display), pipeline=run.pipeline, records=run.records,
+        failures=run.failures, pipeline_seconds=run.seconds,
+        inputs=[str(t) for t in graph.inputs], outputs=[str(t) for t in graph.outputs],
+        ops_before=ops_before, ops_after=dict(sorted(graph.op_counts().items())),
+        nodes_after=len(graph), target=tgt.name if tgt is not None else None,
+        artefacts={"model": out.tmp / "model.pb"}, warnings=list(run.warnings),
+        status=EXIT_OK if run.ok else EXIT_PROBLEMS, graph=graph, _tmp=out.tmp,
+    )
+    artefact = None
+    if tgt is not None:
+        artefact = _export(tgt, graph, out, export_options, result)
+    if verify:
+        assert original is not None
+        _verify(original, graph, tgt, artefact, result, seed=seed, tolerance=tolerance,
+                allow=allow_side_effects)
+    if recorder is not None:
+        result.artefacts["report"] = out.tmp / "report.html"
+    summary = result.to_json()
+    (out.tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    if recorder is not None:
+        from .render.report import write_report
+
+        write_report(out.tmp, summary, recorder, graph, outputs=result.values or None)
+    out.commit()
+    result.artefacts = {k: Path(out.final_path(v)) for k, v in result.artefacts.items()}
+    if result.audit is not None and isinstance(getattr(result.audit, "path", None), str):
+        result.audit.path = out.final_path(result.audit.path)  # type: ignore[misc]
+    result._tmp = None
+    return result
+
+
+def _export(tgt: Target, graph: Graph, out: OutputDir, options: Mapping[str, Any],
+            result: Result) -> Any:
+    try:
+        artefact = tgt.export(graph, out.tmp, **options)
+    except VerificationError as exc:
+        result.export = {"target": tgt.name, "ok": False, "error": str(exc)}
+        result.status = max(result.status, EXIT_PROBLEMS)
+        log.error("%s conversion failed: %s", tgt.display_name, exc)
+        return None
+    result.export = artefact.to_json()
+    result.artefacts[tgt.name] = artefact.path
+    result.audit = tgt.audit(artefact)
+    if not result.audit.clean:
+        result.status = max(result.status, EXIT_PROBLEMS)
+    return artefact
+
+
+def _verify(original: Graph, graph: Graph, tgt: Target | None, artefact: Any, result: Result,
+            *, seed: int, tolerance: float, allow: bool) -> None:
+    """Compare the result (GraphDef and artefact) with the input graph on the same inputs.
+
+    Both graphs run through the reference runner (NCHW ops wrapped in transposes, custom
+    ops by their reference maths, random ops fed the same seeded noise), so graphs that
+    TensorFlow cannot run on CPU as they are can still be verified.
+    """
+    from .metrics import compare
+    from .runners import ReferenceRunner, refuse_side_effects
+
+    def fail(error: str, message: str) -> None:
+        result.verification = {"ok": False, "error": error}
+        result.status = max(result.status, EXIT_PROBLEMS)
+        log.error(message)
+
+    try:  # ops acting on the host (WriteFile, PrintV2...) run only when the user says so
+        for g in () if allow else (original, graph):
+            refuse_side_effects(g, "--allow-side-effects")
+    except InputError as exc:
+        return fail(str(exc), f"cannot verify: {exc}")
+    feeds = random_feeds(graph, seed=seed)
+    try:
+        with ReferenceRunner(original, noise="seeded", seed=seed,
+                             allow_side_effects=allow) as ref:
+            reference = ref.run(feeds)
+    except Exception as exc:
+        return fail(f"reference run failed: {exc}", "cannot verify: the input graph does not "
+                    f"run on CPU: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+    try:
+        with ReferenceRunner(graph, noise="seeded", seed=seed, allow_side_effects=allow) as res:
+            results = {"graphdef": res.run(feeds)}
+    except Exception as exc:  # a rewrite TensorFlow refuses is a failed verification
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return fail(f"the result graph does not run: {first}",
+                    f"verification FAILED: the result graph does not run: {first}")
+    if tgt is not None and artefact is not None:
+        runner = tgt.runner(artefact)
+        if runner is not None:
+            with runner:
+                results[tgt.name] = runner.run(feeds)
+    report: dict[str, Any] = {"ok": True, "tolerance": tolerance, "seed": seed}
+    for label, outs in results.items():
+        for ref_t, a, b in zip(graph.outputs, reference, outs):
+            try:
+                cmp = compare(a, b)
+            except ValueError as exc:  # shapes differ
+                report[f"{label}:{ref_t}"] = {"error": str(exc)}
+                report["ok"] = False
+                log.error("verify %s %s FAILED: %s", label, ref_t, exc)
+                continue
+            report[f"{label}:{ref_t}"] = cmp.to_json()
+            ok = cmp.rel_max_abs <= tolerance
+            report["ok"] &= ok
+            log.info("verify %s %s: %s", label, ref_t, cmp)
+            if not ok:
+                log.error("verify %s %s FAILED: %s", label, ref_t, cmp)
+    result.verification = report
+    result.values = {"reference": reference, **results}  # for the report's images
+    if not report["ok"]:
+        result.status = max(result.status, EXIT_PROBLEMS)

@@ -1,0 +1,94 @@
+"""The TFLite target: builtins-only ``.tflite`` files that are TFLite-clean (see targets.md).
+
+* lint: :mod:`graphsurgery.targets.tflite.lint` (one function per rule, ids in ``RULES``);
+* passes: ``tflite::polyphase_transpose_conv`` (after the layout pass) and
+  ``tflite::guard_broadcast_folding`` (last, before a trailing ``core::dce``);
+* export: :func:`graphsurgery.export.convert_tflite` into ``OUTDIR/model.tflite``;
+* audit: :func:`graphsurgery.export.audit_tflite` (the same rule ids);
+* runner: :class:`graphsurgery.runners.TFLiteRunner` (LiteRT, default delegates).
+
+Registered through the ``graphsurgery.targets`` entry-point group like any other target.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..base import Artefact, Finding, Target
+from .lint import RULES
+
+if TYPE_CHECKING:
+    from ...export.audit import Audit as TFLiteAudit
+    from ...ir.graph import Graph
+    from ...pipeline import Pipeline
+    from ...runners import Runner
+
+#: Placement of the target's passes: (pass text, the pass id it follows or None for the end).
+PASSES: tuple[tuple[str, str | None], ...] = (
+    # Up-sampling transposed convolutions as phase convolutions, which LiteRT's XNNPACK
+    # runs about twice as fast (needs NHWC, so right after the layout pass).
+    ("tflite::polyphase_transpose_conv", "core::to_nhwc"),
+    # Keep the converter from folding noise + bias into one [1,H,W,C] constant per layer
+    # (it would double the model): last, after every cleanup that could undo it.
+    ("tflite::guard_broadcast_folding", None),
+)
+
+
+class TFLiteTarget(Target):
+    """Builtins-only TFLite flatbuffers, audited against every TFLite-clean rule."""
+
+    name = "tflite"
+    label = "TFLite"
+    description = "TFLite flatbuffer, builtin ops only, audited TFLite-clean (LiteRT)"
+    filename = "model.tflite"
+    rules = RULES
+    options = ("quantize",)
+
+    def lint(self, graph: Graph) -> list[Finding]:
+        from .lint import lint
+
+        return lint(graph)
+
+    def passes(self) -> str:
+        return ",".join(text for text, _ in PASSES)
+
+    def extend(self, pipeline: Pipeline) -> Pipeline:
+        """Each pass after the step it follows (``core::to_nhwc``) when the pipeline has
+        it, else at the end; an ending ``core::dce`` stays last."""
+        from ...pipeline import Pipeline, Step
+
+        items = list(pipeline.items)
+        for text, after in PASSES:
+            new = Pipeline.parse(text).items
+            at = next((i + 1 for i, it in enumerate(items)
+                       if after and isinstance(it, Step) and it.pass_id == after), None)
+            if at is None:
+                tail = items[-1] if items else None
+                at = len(items) - (isinstance(tail, Step) and tail.pass_id == "core::dce")
+            items[at:at] = new
+        return Pipeline(items, name=pipeline.name)
+
+    def export(self, graph: Graph, outdir: str | os.PathLike, **options: Any) -> Artefact:
+        from ...export.tflite import convert_tflite
+
+        t0 = time.perf_counter()
+        conv = convert_tflite(graph, Path(outdir) / self.filename,
+                              quantize=options.get("quantize") or "fp32")
+        return Artefact(self.name, conv.path, conv.size, time.perf_counter() - t0,
+                        {"quantize": conv.quantize})
+
+    def audit(self, artefact: Artefact) -> TFLiteAudit:
+        from ...export.audit import audit_tflite
+
+        return audit_tflite(artefact.path)
+
+    def runner(self, artefact: Artefact) -> Runner:
+        from ...runners import TFLiteRunner
+
+        return TFLiteRunner(artefact.path)
+
+
+__all__ = ["PASSES", "RULES", "TFLiteTarget"]
