@@ -29,6 +29,17 @@ from .ir.names import Input
 STATUSES = ("added", "removed", "changed", "unchanged")
 
 
+def op_count_deltas(before: Mapping[str, int], after: Mapping[str, int]) -> list[str]:
+    """One line per op type whose count changed, largest change first:
+    ``"Transpose -18 (20 -> 2)"``."""
+    rows = []
+    for op in set(before) | set(after):
+        a, b = before.get(op, 0), after.get(op, 0)
+        if a != b:
+            rows.append((-abs(b - a), op, f"{op} {b - a:+d} ({a} -> {b})"))
+    return [r[2] for r in sorted(rows)]
+
+
 @dataclass
 class DiffResult:
     added: list[str] = field(default_factory=list)
@@ -63,8 +74,6 @@ class DiffResult:
                 f"{len(self.changed)} changed, {len(self.unchanged)} unchanged")
 
     def to_json(self) -> dict[str, Any]:
-        from .pipeline import op_count_deltas
-
         return {
             "summary": self.summary(),
             "added": self.added,

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 from .errors import UsageError
+from .ir import customops
 
 log = logging.getLogger("graphsurgery")
 GROUP = "graphsurgery.passes"
@@ -47,6 +48,10 @@ def load_entry_points() -> None:
             raise UsageError(
                 f"plugin {ep.name} ({ep.value}) failed to import: {type(exc).__name__}: {exc}"
             ) from exc
+
+
+# Custom ops (graphsurgery.ir.customops) are declared by plugins: an unknown one loads them.
+customops.add_discoverer(load_entry_points)
 
 
 def load_plugin(spec: str) -> ModuleType:

@@ -15,6 +15,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
+
 import graphsurgery as gs  # noqa: E402
 from graphsurgery import zoo  # noqa: E402
 from graphsurgery.errors import InputError  # noqa: E402
@@ -31,7 +33,6 @@ from graphsurgery.runners import GraphDefRunner  # noqa: E402
 from graphsurgery.splice import splice_tf  # noqa: E402
 from graphsurgery.testing import run_tf  # noqa: E402
 
-tf = pytest.importorskip("tensorflow")
 F32 = gs.DType.float32
 TOL = 1e-4
 

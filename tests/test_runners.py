@@ -10,6 +10,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
+
 import graphsurgery as gs  # noqa: E402
 from graphsurgery import zoo  # noqa: E402
 from graphsurgery.errors import InputError  # noqa: E402
@@ -22,8 +24,6 @@ from graphsurgery.runners import (  # noqa: E402
     compare_runners,
     run_tflite,
 )
-
-tf = pytest.importorskip("tensorflow")
 
 
 @functools.cache

@@ -29,6 +29,7 @@ from . import proto
 from .attrs import tensor_problem
 from .graph import Graph
 from .names import TensorRef
+from .structure import check_structure
 
 Progress = Callable[[int, int], None]
 
@@ -49,7 +50,7 @@ def load(
     ``inputs``/``outputs`` declare the graph's interface (``"name"`` or ``"name:port"``);
     by default inputs are the Placeholders and outputs the nodes nothing consumes.
     ``progress(done_bytes, total_bytes)`` is called while a large file is read.
-    The loaded graph is checked structurally (:func:`graphsurgery.verify.check_structure`)
+    The loaded graph is checked structurally (:func:`graphsurgery.ir.structure.check_structure`)
     unless ``validate`` is False; problems raise :class:`~graphsurgery.errors.GraphError`.
     """
     kwargs: dict[str, Any] = {"inputs": inputs, "outputs": outputs}
@@ -76,8 +77,6 @@ def load(
         raise UsageError(f"cannot load a graph from {type(source).__name__}")
     _check_tensors(graph)
     if validate:
-        from ..verify import check_structure
-
         problems = check_structure(graph)
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

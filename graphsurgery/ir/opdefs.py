@@ -123,6 +123,42 @@ def has_ref_input(op: str) -> bool:
     return bool(spec) and any(a[0] == "one" and a[2] for a in spec["in"])
 
 
+# ---------------------------------------------------------------------------- op tables
+#: Random ops that draw a tensor of the shape given as input 0, and their distribution:
+#: ``normal``, ``uniform`` (floats in [0, 1)), ``truncated_normal`` (redrawn outside two
+#: standard deviations), ``uniform_int`` (in [minval, maxval), inputs 1 and 2). Every random
+#: op, these and others (``Multinomial``, ``RandomShuffle``, stateless ones...), has the
+#: category ``random`` (:func:`is_random`, :func:`random_ops`).
+RANDOM_OPS: dict[str, str] = {
+    "RandomStandardNormal": "normal",
+    "RandomUniform": "uniform",
+    "TruncatedNormal": "truncated_normal",
+    "RandomUniformInt": "uniform_int",
+}
+#: Reference-forwarding ops (the ``*_ref`` dtypes of TF1 variables) and their value forms,
+#: which take and give the same arguments without the references. ``RefSelect`` has none:
+#: it picks one of N inputs by index, which ``Select`` (a condition, two inputs) does not.
+REF_OPS: dict[str, str] = {
+    "RefSwitch": "Switch",
+    "RefMerge": "Merge",
+    "RefIdentity": "Identity",
+    "RefEnter": "Enter",
+    "RefExit": "Exit",
+    "RefNextIteration": "NextIteration",
+}
+
+
+def is_random(op: Any) -> bool:
+    """True for ops (names, NodeDefs or Nodes) that draw random numbers, stateful or not."""
+    return category(op) == "random"
+
+
+@lru_cache(maxsize=1)
+def random_ops() -> frozenset[str]:
+    """Every registered op of category ``random`` (for ``graph.nodes(*random_ops())``)."""
+    return frozenset(op for op, (cat, _) in _categories().items() if cat == "random")
+
+
 # ---------------------------------------------------------------------------- side effects
 #: Categories whose ops act on the host: never run while loading, folding, inferring
 #: shapes or converting, and run by verification only when the user allows it.

@@ -12,9 +12,10 @@ could not, or should not, see the real node:
   constants stay, because shape functions read values such as ``Reshape`` targets;
 * control inputs and colocation attributes are dropped (they never change a shape);
 * *opaque* nodes become ``Placeholder`` s whose dtype and shape are computed here: custom
-  ops TensorFlow does not know (``UpFirDn2D``, ``FusedBiasAct``), with a shape function
-  from :func:`register_shape_fn` when one is registered; ref-typed leftovers of variables
-  (``Assign`` on a frozen ``Const``, ``RefSwitch``...); and any node whose import fails.
+  ops TensorFlow does not know, with the shape function a plugin declared
+  (:func:`graphsurgery.ir.customops.register_custom_op`) when there is one; ref-typed
+  leftovers of variables (``Assign`` on a frozen ``Const``, ``RefSwitch``...); and any
+  node whose import fails.
 * every node that acts on the host (:func:`graphsurgery.ir.opdefs.side_effects`:
   ``ReadFile``, ``ImmutableConst``, ``MatchingFiles``, ``PyFunc``, calls of functions
   holding one...) is opaque too: TensorFlow's shape refiner *evaluates* small constant
@@ -40,13 +41,15 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import opdefs, proto
+from . import customops, opdefs, proto
 from .attrs import make_shape
 from .dtypes import DType
-from .graph import Graph, Node
 from .names import TensorRef
+
+if TYPE_CHECKING:  # graph.py imports this module (Graph.infer): no import back at run time
+    from .graph import Graph, Node
 
 #: Constants larger than this many bytes are fed to TensorFlow as Placeholders.
 BIG_CONST_BYTES = 4096
@@ -75,8 +78,9 @@ class TensorInfo:
 
 UNKNOWN = TensorInfo(None, None)
 
-ShapeFn = Callable[[Node, list[TensorInfo]], list[TensorInfo]]
-_SHAPE_FNS: dict[str, ShapeFn] = {}
+ShapeFn = Callable[["Node", list[TensorInfo]], list[TensorInfo]]
+# Stand-ins for registered ops that are never imported (they act on the host).
+_STAND_INS: dict[str, ShapeFn] = {}
 
 
 def register_shape_fn(op: str, fn: ShapeFn | None = None) -> Any:
@@ -84,22 +88,26 @@ def register_shape_fn(op: str, fn: ShapeFn | None = None) -> Any:
 
     Usable as a decorator (``@register_shape_fn("MyOp")``). The function is called for
     nodes TensorFlow cannot import; ``input_infos`` holds one :class:`TensorInfo` per data
-    input (possibly unknown). A later registration replaces an earlier one.
+    input (possibly unknown). A later registration replaces an earlier one. The same as
+    ``register_custom_op(op, shape=fn)`` (:mod:`graphsurgery.ir.customops`).
     """
     if fn is None:
 
         def deco(f: ShapeFn) -> ShapeFn:
-            _SHAPE_FNS[op] = f
+            customops.register_custom_op(op, shape=f)
             return f
 
         return deco
-    _SHAPE_FNS[op] = fn
+    customops.register_custom_op(op, shape=fn)
     return fn
 
 
 def shape_fn(op: str) -> ShapeFn | None:
-    """The registered shape function of ``op``, if any."""
-    return _SHAPE_FNS.get(op)
+    """The shape function of ``op`` (a custom op's, or a host op's stand-in), if any."""
+    fn = _STAND_INS.get(op)
+    if fn is None and not opdefs.is_registered(op):
+        fn = customops.custom_shape_fn(op)
+    return fn
 
 
 class ShapeMap(dict):
@@ -193,7 +201,7 @@ def shape_conflicts(graph: Graph) -> list[str]:
     """Problems TensorFlow's shape inference finds in ``graph``, one line each.
 
     Each is ``node 'X': <first line of TensorFlow's message>``; custom ops, ref leftovers
-    and dangling inputs (reported by :func:`~graphsurgery.verify.check_structure`) are not
+    and dangling inputs (reported by :func:`~graphsurgery.ir.structure.check_structure`) are not
     conflicts. Empty when the graph is consistent.
     """
     result = graph.infer()
@@ -215,34 +223,6 @@ def _attr_dtype(node: Node) -> DType | None:
     return None
 
 
-def _upfirdn2d(node: Node, inputs: list[TensorInfo]) -> list[TensorInfo]:
-    """StyleGAN2 ``UpFirDn2D``: x ``[major, H, W, minor]``, kernel ``[kh, kw]``."""
-    x = inputs[0] if inputs else UNKNOWN
-    k = inputs[1] if len(inputs) > 1 else UNKNOWN
-    dtype = x.dtype or _attr_dtype(node)
-    if x.shape is None or len(x.shape) != 4:
-        return [TensorInfo(dtype, (-1, -1, -1, -1))]
-    major, in_h, in_w, minor = x.shape
-    kh, kw = k.shape if k.shape is not None and len(k.shape) == 2 else (-1, -1)
-
-    def out(size: int, ksize: int, axis: str) -> int:
-        if size < 0 or ksize < 0:
-            return -1
-        up = int(node.attr(f"up{axis}", 1) or 1)
-        down = int(node.attr(f"down{axis}", 1) or 1)
-        pad0 = int(node.attr(f"pad{axis}0", 0) or 0)
-        pad1 = int(node.attr(f"pad{axis}1", 0) or 0)
-        return max((size * up + pad0 + pad1 - ksize) // down + 1, 0)
-
-    return [TensorInfo(dtype, (major, out(in_h, kh, "y"), out(in_w, kw, "x"), minor))]
-
-
-def _same_as_input0(node: Node, inputs: list[TensorInfo]) -> list[TensorInfo]:
-    """``FusedBiasAct`` and other elementwise custom ops: output like input 0."""
-    x = inputs[0] if inputs else UNKNOWN
-    return [TensorInfo(x.dtype or _attr_dtype(node), x.shape)]
-
-
 def _immutable_const(node: Node, inputs: list[TensorInfo]) -> list[TensorInfo]:
     """``ImmutableConst`` (never imported: it maps a file): its ``dtype`` and ``shape``."""
     shape = node.attr("shape")  # a tuple (None dims unknown), or None for an unknown rank
@@ -257,12 +237,12 @@ def _string_of_rank(rank: int) -> ShapeFn:
     return fn
 
 
-register_shape_fn("UpFirDn2D", _upfirdn2d)
-register_shape_fn("FusedBiasAct", _same_as_input0)
 # Ops that act on the host stand in as Placeholders: what their shape functions would say.
-register_shape_fn("ImmutableConst", _immutable_const)
-register_shape_fn("ReadFile", _string_of_rank(0))
-register_shape_fn("MatchingFiles", _string_of_rank(1))
+_STAND_INS.update({
+    "ImmutableConst": _immutable_const,
+    "ReadFile": _string_of_rank(0),
+    "MatchingFiles": _string_of_rank(1),
+})
 
 
 # ---------------------------------------------------------------------------- the inference
@@ -524,9 +504,9 @@ class _Inference:
 
     def _opaque_outputs(self, name: str) -> list[TensorInfo]:
         nd = self.nodes[name]
-        node = Node(self.graph, nd)
+        node = self.graph.node(name)
         infos: list[TensorInfo] = []
-        fn = _SHAPE_FNS.get(nd.op)
+        fn = shape_fn(nd.op)
         if fn is not None:
             inputs = [self._info(r) for r in self.data_in[name]]
             try:
@@ -676,7 +656,7 @@ class _Inference:
                     result[TensorRef(name, port)] = self._tensor_info(op, port)
                 continue
             # Given up on (too many failed imports): what the attributes say.
-            node = Node(self.graph, nd)
+            node = self.graph.node(name)
             count = max(opdefs.num_outputs(nd) or 0, self.graph.num_outputs_used(name))
             for port in range(count):
                 dtype = opdefs.output_dtype(nd, port)

@@ -29,14 +29,7 @@ _TRAINING_OPS = frozenset({
 _REF_PREFIXES = ("Apply", "SparseApply", "Scatter")
 _RESOURCE_PREFIXES = ("ResourceApply", "ResourceSparseApply", "ResourceScatter")
 # Reference-forwarding control-flow ops and their value counterparts.
-_REF_TO_VALUE = {
-    "RefSwitch": "Switch",
-    "RefMerge": "Merge",
-    "RefIdentity": "Identity",
-    "RefEnter": "Enter",
-    "RefExit": "Exit",
-    "RefNextIteration": "NextIteration",
-}
+_REF_TO_VALUE = opdefs.REF_OPS
 # What is left of an unfrozen variable.
 _VARIABLE_OPS = frozenset({"VariableV2", "Variable", "TemporaryVariable", "VarHandleOp"})
 _REF_OFFSET = 100

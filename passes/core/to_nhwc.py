@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from graphsurgery.ir import proto
+from graphsurgery.ir import opdefs, proto
 from graphsurgery.ir.attrs import Shape
 from graphsurgery.ir.dtypes import DType
 from graphsurgery.ir.graph import Graph, Node
@@ -584,7 +584,7 @@ class Unpack(Handler):
             cv.set_layout(node.output(port), False)
 
 
-RANDOM_OPS = ("RandomStandardNormal", "RandomUniform", "TruncatedNormal", "RandomUniformInt")
+RANDOM_OPS = tuple(opdefs.RANDOM_OPS)  # random ops drawing a tensor of a given shape
 
 
 @handles("Fill", *RANDOM_OPS)

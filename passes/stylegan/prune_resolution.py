@@ -10,7 +10,7 @@ import numpy as np
 from graphsurgery.errors import GraphError, UsageError
 from graphsurgery.ir.graph import Graph
 from graphsurgery.ir.names import TensorRef
-from graphsurgery.registry import Option, Pass, register_pass
+from graphsurgery.registry import Option, Pass, get_pass, register_pass
 from graphsurgery.rewriter import Rewriter
 
 from ._structure import (
@@ -106,14 +106,12 @@ class PruneResolution(Pass):
 
     def _fold_lod(self, graph: Graph, rw: Rewriter, lods: list[str], lod: int) -> None:
         """v1 recursive structure: select level ``lod`` and fold its ``tf.cond`` nest."""
-        from graphsurgery.passes.core.fold_switch_merge import FoldSwitchMerge
-
         with rw.rule_scope("set_lod"):
             for name in lods:
                 dtype = graph.const_value(name).dtype
                 rw.set_attr(name, "value", np.asarray(lod, dtype=dtype))
         with rw.rule_scope("fold_switch_merge"):
-            FoldSwitchMerge().run(graph, rw)
+            get_pass("core::fold_switch_merge")().run(graph, rw)  # through the registry
 
     def _find(self, graph: Graph, image: ImageOutput, consts: set[str], res: int,
               lod: int) -> TensorRef:

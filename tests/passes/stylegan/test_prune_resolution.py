@@ -114,6 +114,27 @@ def test_sg1_recursive_pruned_to_16_is_torgb_lod1():
     np.testing.assert_array_equal(np.repeat(np.repeat(got, 2, 2), 2, 3), expected)
 
 
+def test_sg1_recursive_folds_through_the_registered_pass(monkeypatch):
+    """The pass folds lod's tf.cond nest with whatever core::fold_switch_merge is
+    registered (it used to import FoldSwitchMerge's class directly)."""
+    from graphsurgery import registry
+
+    calls = []
+    folder = registry.get_pass("core::fold_switch_merge")
+
+    class Spy(folder):
+        def run(self, graph, rw):
+            calls.append(len(graph))
+            return super().run(graph, rw)
+
+    original, _ = prepared("sg1-tiny")
+    g = original.copy()
+    run_pass(g, "core::strip_training")
+    monkeypatch.setitem(registry._PASSES, "core::fold_switch_merge", Spy)
+    run_pass(g, PASS, resolution=16)
+    assert len(calls) == 1 and _counts(g, "Switch", "Merge") == {"Switch": 0, "Merge": 0}
+
+
 def test_sg1_linear_prepared_pruned_to_16_is_torgb_lod1():
     original, g = prepared("sg1-tiny-linear")
     assert _counts(g, "Conv2D", "RandomStandardNormal") == {
