@@ -130,6 +130,14 @@ def _arr(x: Any, dtype: np.dtype) -> np.ndarray:
     return np.asarray(x).astype(dtype, copy=False)
 
 
+def _contiguous(x: Any) -> np.ndarray:
+    """``x`` as a C-contiguous array of the same shape. ``np.ascontiguousarray`` is not
+    that: it turns a 0-d array into shape (1,), and ``x[()]`` of a 0-d array is a numpy
+    scalar, so both would change the rank of a scalar result."""
+    arr = np.asarray(x)
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
 def _ints(x: np.ndarray, what: str) -> list[int]:
     if x.dtype.kind not in "iu":
         raise KernelError(f"{what} must be integers, got {x.dtype}")
@@ -240,14 +248,15 @@ def _via_float64(fn: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray, np.dt
     return run
 
 
-def _check_nonzero(y: np.ndarray) -> None:
-    if np.any(y == 0):
+def _check_nonzero(x: np.ndarray, y: np.ndarray) -> None:
+    """TensorFlow's check, made per output element: an empty result divides nothing."""
+    if _count(_broadcast_shape(x.shape, y.shape)) and np.any(y == 0):
         raise KernelError("Integer division by zero")
 
 
 def _trunc_div(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """C integer division (rounds toward zero)."""
-    _check_nonzero(y)
+    _check_nonzero(x, y)
     q = np.floor_divide(x, y)
     fix = (np.remainder(x, y) != 0) & ((x < 0) != (y < 0))
     return q + fix.astype(q.dtype)
@@ -260,13 +269,13 @@ def _div(x: np.ndarray, y: np.ndarray, dt: np.dtype) -> Any:
 def _floor_div(x: np.ndarray, y: np.ndarray, dt: np.dtype) -> Any:
     if _is_float(dt):
         return np.floor(np.true_divide(x, y))  # TensorFlow: floor(x / y)
-    _check_nonzero(y)
+    _check_nonzero(x, y)
     return np.floor_divide(x, y)
 
 
 def _floor_mod(x: np.ndarray, y: np.ndarray, dt: np.dtype) -> Any:
     if not _is_float(dt):
-        _check_nonzero(y)
+        _check_nonzero(x, y)
         return np.remainder(x, y)
     # TensorFlow: m = fmod(x, y); m + y if m != 0 and sign(m) != sign(y) else m
     m = np.fmod(x, y)
@@ -278,7 +287,7 @@ def _pow(x: np.ndarray, y: np.ndarray, dt: np.dtype) -> Any:
         if _has_denormals(y):
             raise Unsupported("denormal inputs to a transcendental function")
         return _via_float64(lambda a: np.power(a, y.astype(a.dtype)))(x, dt)
-    if np.any(y < 0):
+    if _count(_broadcast_shape(x.shape, y.shape)) and np.any(y < 0):
         raise KernelError("Integers to negative integer powers are not allowed")
     return np.power(x, y)
 
@@ -504,7 +513,7 @@ def _transpose(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     p = [_axis(v, x.ndim, "perm entry") for v in p]
     if sorted(p) != list(range(x.ndim)):
         raise KernelError(f"{_vector(perm, 'perm')} is not a permutation")
-    return [np.ascontiguousarray(np.transpose(x, p))]
+    return [_contiguous(np.transpose(x, p))]
 
 
 @kernel("ExpandDims")
@@ -543,7 +552,7 @@ def _unpack(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     num = int(node.attr("num"))
     if x.shape[axis] != num:
         raise KernelError(f"Input shape axis {axis} must equal {num}, got shape {list(x.shape)}")
-    return [np.ascontiguousarray(np.take(x, i, axis=axis)) for i in range(num)]
+    return [_contiguous(np.take(x, i, axis=axis)) for i in range(num)]
 
 
 def _concat(node: Node, values: list[np.ndarray], axis_arr: np.ndarray) -> list[np.ndarray]:
@@ -581,7 +590,7 @@ def _split(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
             f"Number of ways to split should evenly divide the split dimension, but got "
             f"split_dim {axis} (size = {x.shape[axis]}) and num_split {n}"
         )
-    return [np.ascontiguousarray(p) for p in np.split(x, n, axis=axis)]
+    return [_contiguous(p) for p in np.split(x, n, axis=axis)]
 
 
 @kernel("SplitV")
@@ -604,7 +613,7 @@ def _split_v(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
             f"specified. Got: {sum(sizes)}"
         )
     cuts = np.cumsum(sizes)[:-1]
-    return [np.ascontiguousarray(p) for p in np.split(x, cuts, axis=axis)]
+    return [_contiguous(p) for p in np.split(x, cuts, axis=axis)]
 
 
 @kernel("Slice")
@@ -626,7 +635,7 @@ def _slice(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
                 f"{b} and {s}"
             )
         index.append(slice(b, b + s))
-    return [np.ascontiguousarray(x[tuple(index)])]
+    return [_contiguous(x[tuple(index)])]
 
 
 _NEW_AXIS, _SHRINK_AXIS = -1, -2
@@ -770,7 +779,7 @@ def _strided_slice(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
         new_axis_mask=int(node.attr("new_axis_mask", 0)),
         shrink_axis_mask=int(node.attr("shrink_axis_mask", 0)),
     )
-    return [np.ascontiguousarray(x[index]).reshape(final)]
+    return [_contiguous(x[index]).reshape(final)]
 
 
 @kernel("Tile")
@@ -802,8 +811,11 @@ def _paddings(x: np.ndarray, pads: np.ndarray) -> list[tuple[int, int]]:
 def _pad(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x, pads = xs[0], xs[1]
     value = _scalar(xs[2], "constant_values") if node.op == "PadV2" else 0
+    p = _paddings(x, pads)
+    if x.ndim == 0:  # numpy's pad rejects a scalar; padding nothing copies it
+        return [x.copy()]
     return [
-        _arr(np.pad(x, _paddings(x, pads), mode="constant", constant_values=value), x.dtype)
+        _arr(np.pad(x, p, mode="constant", constant_values=value), x.dtype)
     ]
 
 
@@ -821,6 +833,8 @@ def _mirror_pad(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
                 f"paddings must be no greater than the dimension size: {a}, {b} greater than "
                 f"{d - offset} (dimension {i})"
             )
+    if x.ndim == 0:
+        return [x.copy()]
     return [np.pad(x, p, mode="reflect" if mode == "REFLECT" else "symmetric")]
 
 
@@ -1009,7 +1023,7 @@ def _reverse(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     axes = [_axis(a, x.ndim) for a in _ints(axis_arr, "axis")]
     if len(set(axes)) != len(axes):
         raise KernelError(f"axis {axes} specified more than once")
-    return [np.ascontiguousarray(np.flip(x, axis=tuple(axes))) if axes else x]
+    return [_contiguous(np.flip(x, axis=tuple(axes))) if axes else x]
 
 
 @kernel("GatherV2")
@@ -1062,7 +1076,8 @@ _ELEMENTWISE = frozenset(
 
 def predicted_nbytes(node: Node, inputs: Sequence[np.ndarray]) -> int | None:
     """An upper bound of the bytes ``node``'s outputs will take, for the ops whose output
-    can be much larger than their inputs; None when not predictable or not needed.
+    can be larger than their largest input (broadcasts, tiles, pads, gathers, products,
+    concatenations, widening casts); None when not predictable or not needed.
 
     Lets a caller refuse to evaluate a ``Fill`` of a billion elements before allocating it.
     """
@@ -1082,6 +1097,16 @@ def predicted_nbytes(node: Node, inputs: Sequence[np.ndarray]) -> int | None:
         if op == "Range":
             *_, dt, size = _range_args(node, xs)
             return size * dt.itemsize
+        if op == "Pack":
+            return sum(x.nbytes for x in xs)
+        if op in ("ConcatV2", "Concat"):
+            values = xs[:-1] if op == "ConcatV2" else xs[1:]
+            return sum(x.nbytes for x in values)
+        if op == "Cast":
+            dst = node.attr("DstT")
+            itemsize = dst.numpy.itemsize if isinstance(dst, DType) and dst in SUPPORTED_DTYPES \
+                else xs[0].dtype.itemsize
+            return xs[0].size * itemsize
         if op in ("ZerosLike", "OnesLike"):
             return xs[0].size * _out_itemsize(node, xs[0])
         if op == "GatherV2":

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import GraphError
-from .ir import proto
+from .ir import opdefs, proto
 from .ir.attrs import numpy_to_tensor, python_to_attr
 from .ir.dtypes import DType
 from .ir.graph import Graph, Node, Provenance
@@ -75,6 +75,10 @@ class Rewriter:
         self.journal: list[Event] = []
         self._before: dict[str, Any] = {}
         self._interface = (list(graph.inputs), list(graph.outputs))
+        # For keep_output_names(): output slots given a new tensor with set_outputs (None:
+        # all of them), and the dtype of each slot's tensor when a replace_uses moved it.
+        self._chosen: set[int] | None = set()
+        self._moved_dtype: dict[int, DType | None] = {}
 
     # ------------------------------------------------------------------ bookkeeping
     @contextlib.contextmanager
@@ -297,6 +301,9 @@ class Rewriter:
                     count += 1
             self._commit(nd, "inputs", f"{old_ref}->{new_ref}")
         if outputs and old_ref in self.graph.outputs:
+            for slot, t in enumerate(self.graph.outputs):
+                if t == old_ref and slot not in self._moved_dtype:
+                    self._moved_dtype[slot] = self._dtype(old_ref)
             self.graph.outputs = [new_ref if t == old_ref else t for t in self.graph.outputs]
             self._record("interface", new_ref.node, f"output {old_ref}->{new_ref}")
             count += 1
@@ -323,6 +330,11 @@ class Rewriter:
         for r in refs:
             if r.node not in self.graph._nodes:
                 raise GraphError(f"output {r} does not exist")
+        base = self._interface[1]
+        if self._chosen is not None and len(refs) == len(base):
+            self._chosen.update(i for i, (r, b) in enumerate(zip(refs, base)) if r != b)
+        else:
+            self._chosen = None  # the caller chose the interface, names included
         if refs != self.graph.outputs:
             self.graph.outputs = refs
             self._record("interface", refs[0].node if refs else "", "outputs")
@@ -332,6 +344,104 @@ class Rewriter:
         if refs != self.graph.inputs:
             self.graph.inputs = refs
             self._record("interface", refs[0].node if refs else "", "inputs")
+
+    # ------------------------------------------------------------------ output names
+    def keep_output_names(self) -> int:
+        """Give declared outputs the names they had when this rewriter was made.
+
+        Callers fetch outputs by name, so when a pass replaces a declared output (a folded
+        ``cond/Merge`` becomes ``cond/mul``, a duplicate merges into its twin) the output
+        must still be called ``cond/Merge``. For each such name, a replacement that this
+        rewriter created and nothing else uses is renamed; otherwise an ``Identity`` of
+        that name reads the replacement (an ``IdentityN`` when the output was port
+        ``p > 0``: its port ``p`` is the replacement, its other ports what the old node's
+        ports became). A node still holding the name (the replaced node survived, say for
+        a control dependency) moves to ``<name>/replaced`` first. Outputs chosen with
+        :meth:`set_outputs` are left as chosen. The pass manager calls this after every
+        pass; returns the number of names given back.
+        """
+        graph = self.graph
+        base = self._interface[1]
+        if self._chosen is None or len(graph.outputs) != len(base):
+            return 0
+        groups: dict[str, dict[int, TensorRef]] = {}
+        for slot, (old, cur) in enumerate(zip(base, graph.outputs)):
+            if old != cur and slot not in self._chosen:
+                groups.setdefault(old.node, {})[slot] = old
+        inputs = {t.node for t in graph.inputs}
+        restored = 0
+        for name, slots in groups.items():
+            if name in inputs:
+                continue  # a declared input keeps being what is fed
+            want: dict[int, tuple[TensorRef, DType | None]] = {}
+            for slot, old in slots.items():
+                want.setdefault(old.port, (graph.outputs[slot], self._moved_dtype.get(slot)))
+            top = max(want)
+            if name in graph._nodes:  # the old node survived: serve its other ports too
+                survivor = self._move_away(name)
+                ports = {t.port for t in graph.outputs if t.node == name}
+                for port in sorted(ports | set(range(top + 1))):
+                    if port not in want:
+                        ref = TensorRef(survivor, port)
+                        want[port] = (ref, self._dtype(ref))
+                top = max(want)
+            refs = [want.get(p, want[top]) for p in range(top + 1)]
+            if not self._take_name(name, refs, inputs):
+                continue
+            outputs = list(graph.outputs)
+            for slot, old in slots.items():
+                outputs[slot] = old
+            graph.outputs = outputs
+            self._record("interface", name, "output name kept")
+            restored += 1
+        return restored
+
+    def _take_name(
+        self, name: str, refs: list[tuple[TensorRef, DType | None]], inputs: set[str]
+    ) -> bool:
+        """Make node ``name`` whose port ``i`` gives ``refs[i]``; False when impossible."""
+        graph = self.graph
+        first = refs[0][0]
+        fresh = first.node in self._before and self._before[first.node] is None
+        if (len(refs) == 1 and first.port == 0 and fresh and first.node not in inputs
+                and not graph._users.get(first.node)
+                and sum(t.node == first.node for t in graph.outputs) <= 1):
+            nd = self._copy(first.node)
+            nd.name = name
+            self.erase(first.node, force=True)
+            self._commit(nd, "add", f"renamed from {first.node}")
+            return True
+        dtypes = [dt or graph.dtype(ref) for ref, dt in refs]
+        if any(dt is None for dt in dtypes):
+            return False
+        if len(refs) == 1:
+            node = self.add_node("Identity", [first], {"T": dtypes[0]}, name=name)
+        else:
+            node = self.add_node("IdentityN", [ref for ref, _ in refs], {"T": dtypes}, name=name)
+        return node.name == name
+
+    def _move_away(self, name: str) -> str:
+        """Rename node ``name`` to ``<name>/replaced``, its users following; the new name."""
+        nd = self._copy(name)
+        nd.name = self.graph.unique_name(f"{name}/replaced")
+        self._commit(nd, "add", nd.op)
+        for port in range(max(self.graph.num_outputs_used(name), 1)):
+            self.replace_uses(TensorRef(name, port), TensorRef(nd.name, port), outputs=False)
+        for user in self.graph.control_users(name):
+            self.remove_control_input(user, name)
+            self.add_control_input(user, nd.name)
+        self.erase(name, force=True)
+        return nd.name
+
+    def _dtype(self, ref: TensorRef) -> DType | None:
+        """The dtype of ``ref`` from its op's spec and attributes (no shape inference)."""
+        nd = self.graph._nodes.get(ref.node)
+        if nd is None:
+            return None
+        dtype = opdefs.output_dtype(nd, ref.port)
+        if dtype is None or dtype == DType.invalid:
+            dtype = self.graph.dtype_hint(ref)
+        return dtype
 
     # ------------------------------------------------------------------ colocation
     def fix_colocation(self, renamed: Mapping[str, str] | None = None) -> int:

@@ -17,14 +17,14 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
+from tensorflow.python.framework import op_def_registry  # noqa: E402
+
 from graphsurgery import kernels  # noqa: E402
 from graphsurgery.ir import opdefs, proto  # noqa: E402
 from graphsurgery.ir.attrs import python_to_attr  # noqa: E402
 from graphsurgery.ir.dtypes import DType  # noqa: E402
 from graphsurgery.ir.graph import Graph  # noqa: E402
-
-tf = pytest.importorskip("tensorflow")
-from tensorflow.python.framework import op_def_registry  # noqa: E402
 
 RNG = np.random.default_rng(1234)
 F32 = np.float32
@@ -234,6 +234,17 @@ def test_binary_integer_ops_are_exact():
     _run_cases(cases)
 
 
+def test_integer_division_by_zero_into_an_empty_result_is_no_error():
+    """TensorFlow checks divisors per output element: an empty result divides nothing
+    (a zero-size Shape FloorMod 0 failed the whole fold with "Integer division by zero")."""
+    empty, zero = np.zeros((0,), np.int64), np.int64(0)
+    cases = []
+    for op in ("FloorMod", "FloorDiv", "Div", "Pow"):
+        cases += [Case(op, [empty, zero]), Case(op, [zero, empty]),
+                  Case(op, [np.zeros((2, 0), I32), np.array([[0], [-1]], I32)])]
+    _run_cases(cases)
+
+
 def test_unary_float_ops():
     x = _floats(4, 6, scale=3)
     pos = np.abs(x) + F32(0.01)
@@ -395,6 +406,69 @@ def test_shape_and_layout_ops():
         Case("BroadcastTo", [x[:, :1], v([5, 2, 3, 4], I32)]),
         Case("BroadcastTo", [F32(3), v([2, 2], np.int64)]),
     ]
+    _run_cases(cases)
+
+
+# Ops whose inputs or outputs cannot be 0-d (a Concat needs rank >= 1, a Shape or Range
+# is a vector, a MatMul a matrix): every other kernel has a scalar case below.
+_NO_SCALAR_CASE = {"Concat", "ConcatV2", "Split", "SplitV", "Shape", "Range", "MatMul",
+                   "BatchMatMul", "BatchMatMulV2"}
+
+
+def _scalar_cases():
+    v, f, i = np.array, F32(2.5), I32(3)
+    z = np.zeros(0, I32)
+    cases = [
+        Case("Transpose", [f, z]),  # tf.transpose(tf.constant(3.0), [])
+        Case("Unpack", [v([4, 5, 6], I32)], num=3),  # b, h, w = tf.unstack(tf.shape(x))
+        Case("Unpack", [v([[1.5, 2.0]], F32)], num=2, axis=1),
+        Case("Unpack", [np.zeros((3, 0), F32)], num=3),
+        Case("Slice", [f, z, z]),
+        Case("StridedSlice", [v([4, 5, 6], I32), v([1], I32), v([2], I32), v([1], I32)],
+             shrink_axis_mask=1),
+        Case("StridedSlice", [f, z, z, z]),
+        Case("Pad", [f, np.zeros((0, 2), I32)]),
+        Case("PadV2", [f, np.zeros((0, 2), I32), F32(1)]),
+        Case("MirrorPad", [f, np.zeros((0, 2), I32)], mode="REFLECT"),
+        Case("ReverseV2", [f, z]),
+        Case("Tile", [f, z]),
+        Case("Reshape", [v([7.0], F32), z]),
+        Case("Squeeze", [v([[7]], I32)]),
+        Case("ExpandDims", [f, I32(0)]),
+        Case("Pack", [[i, i]]),
+        Case("GatherV2", [v([4, 5, 6], I32), I32(1), I32(0)]),
+        Case("BroadcastTo", [f, z]),
+        Case("Fill", [z, f]),
+        Case("Identity", [f]),
+        Case("ZerosLike", [f]),
+        Case("OnesLike", [i]),
+        Case("Size", [f]),
+        Case("Rank", [f]),
+        Case("Cast", [f], DstT=tf.int32),
+        Case("AddN", [[f, f, f]]),
+        Case("Select", [np.array(True), f, F32(1)]),
+        Case("SelectV2", [np.array(False), i, I32(1)]),
+        Case("LogicalNot", [np.array(True)]),
+        Case("LogicalAnd", [np.array(True), np.array(False)]),
+        Case("LogicalOr", [np.array(True), np.array(False)]),
+        Case("Any", [np.array(True), z]),
+        Case("All", [np.array(True), z]),
+    ]
+    for op in ("Sum", "Mean", "Prod", "Max", "Min"):
+        cases.append(Case(op, [f, z]))
+    approx = {"Exp", "Log", "Tanh", "Sigmoid", "Rsqrt", "Reciprocal", "Inv", "Pow"}
+    for op in sorted(set(kernels.KERNELS) - {c.op for c in cases} - _NO_SCALAR_CASE):
+        n_in = len(op_def_registry.get(op).input_arg)
+        tol = (4, 1e-6) if op in approx else None
+        cases.append(Case(op, [f] * n_in, tol=tol))
+    return cases
+
+
+def test_scalars_keep_rank_zero_in_every_kernel():
+    """0-d inputs give 0-d outputs wherever TensorFlow's do (numpy's ascontiguousarray and
+    a scalar's ``x[()]`` turn them into shape (1,)), and zero-size dimensions survive."""
+    cases = _scalar_cases()
+    assert {c.op for c in cases} | _NO_SCALAR_CASE == set(kernels.KERNELS)
     _run_cases(cases)
 
 

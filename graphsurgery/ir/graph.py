@@ -231,6 +231,19 @@ class Graph:
     def __len__(self) -> int:
         return len(self._nodes)
 
+    def __repr__(self) -> str:
+        """``<Graph 'model.pb': 702 nodes, 31 op types, inputs [x], outputs [y, z:1]>``."""
+
+        def names(refs: list[TensorRef]) -> str:
+            shown = [t.input_string for t in refs[:4]]
+            if len(refs) > 4:
+                shown.append(f"... {len(refs) - 4} more")
+            return "[" + ", ".join(shown) + "]"
+
+        ops = len({nd.op for nd in self._nodes.values()})
+        return (f"<Graph {self.source!r}: {len(self._nodes)} nodes, {ops} op types, "
+                f"inputs {names(self.inputs)}, outputs {names(self.outputs)}>")
+
     def __contains__(self, name: object) -> bool:
         if isinstance(name, TensorRef):
             name = name.node

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import weakref
 from collections import Counter
 from typing import Any
 
@@ -75,7 +76,12 @@ class FoldConstants(Pass):
     are ``Const`` nodes. Shapes are read only from Consts and Placeholders, never from
     ``_output_shapes`` attributes, which earlier rewrites may have left stale.
     Invalid inputs (a reshape to the wrong size, an index out of range) fail the pass
-    with the node's name, or with ``ignore_errors`` leave the node unfolded and log it.
+    with the node's name, or with ``ignore_errors`` leave the node unfolded and log it;
+    a node that not every run computes (no declared output needs it, or it rests on a
+    ``tf.cond`` pivot) is left unfolded either way, as TensorFlow may never run it.
+    Nothing larger than ``max_bytes`` is ever materialised: a Const whose value would
+    exceed it is not decoded (a shape-only op still reads its shape), outputs are sized
+    before they are computed, and a Const feeding one node N times is decoded once.
     """
 
     max_bytes = Option(int, 64 << 20, "largest output (bytes) a folded node may create")
@@ -148,7 +154,13 @@ class _Folder:
         self.alias: dict[str, TensorRef] = {}  # that Const -> the port it stands for
         self.producers: dict[str, list[str]] = {}  # inputs of folded nodes before folding
         self.ctrl_memo: dict[str, frozenset[str]] = {}
+        # (Const, stamp) -> its value, for as long as something holds it: never more than
+        # one decoded copy of a weight, and no weight kept alive just for the cache
+        self.decoded: weakref.WeakValueDictionary[tuple[str, int | None], np.ndarray] = (
+            weakref.WeakValueDictionary()
+        )
         self.stats: Counter[str] = Counter()
+        self.needed: set[str] | None = None  # ancestors of the outputs, when first asked
 
     # ------------------------------------------------------------------ driver
     def run(self) -> None:
@@ -192,7 +204,7 @@ class _Folder:
             if inp.control or inp.node in self.candidates:
                 continue
             ref = inp.tensor
-            if self._const_source(ref):
+            if self._const_source(ref) and (shape_only or self._decodable(ref.node)):
                 continue
             if shape_only and self._placeholder_shape(ref, shape_only) is not None:
                 continue
@@ -206,6 +218,18 @@ class _Folder:
             return False
         dt = nd.attr("dtype")
         return isinstance(dt, DType) and dt in kernels.SUPPORTED_DTYPES
+
+    def _needed(self, name: str) -> bool:
+        """True when every run computes ``name``: a declared output depends on it. (A node
+        that fails but that TensorFlow never runs does not make the graph invalid.)"""
+        if self.needed is None:
+            self.needed = self.graph.ancestors(t.node for t in self.graph.outputs)
+        return name in self.needed
+
+    def _decodable(self, name: str) -> bool:
+        """A Const is decoded only when its value fits ``max_bytes``: a few bytes of file
+        (one ``float_val`` for a [32768, 32768] shape) must not become gigabytes."""
+        return self.graph.const_nbytes(name) <= self.max_bytes
 
     def _placeholder_shape(self, ref: TensorRef, need: str) -> tuple[int, ...] | None:
         nd = self.graph.get(ref.node)
@@ -232,7 +256,7 @@ class _Folder:
                 else:
                     arrays.append(self._value(ref))
                 deps |= self.folded[ref.node]
-            elif self._const_source(ref):
+            elif self._const_source(ref) and (shape_only or self._decodable(ref.node)):
                 if shape_only:
                     dt = self.graph.node(ref.node).attr("dtype").numpy
                     arrays.append(_stand_in(self.graph.const_shape(ref.node), dt))
@@ -248,7 +272,7 @@ class _Folder:
         if ok:
             for c in node.control_inputs:
                 deps |= self._control_deps(c)
-            outs = self._evaluate(node, arrays)
+            outs = self._evaluate(node, arrays, conditional=bool(deps))
         del arrays
         # release (or, for a consumer left unfolded, materialise) the folded inputs
         for ref in refs:
@@ -270,7 +294,12 @@ class _Folder:
         if self.pending[name] <= 0:
             self._drop_values(name)
 
-    def _evaluate(self, node: Node, arrays: list[np.ndarray]) -> list[np.ndarray] | None:
+    def _evaluate(
+        self, node: Node, arrays: list[np.ndarray], conditional: bool = False
+    ) -> list[np.ndarray] | None:
+        """The node's outputs, or None to leave it unfolded. ``conditional``: its value
+        rests on control dependencies (a Const under a ``tf.cond`` pivot), so TensorFlow
+        may never run it."""
         try:
             predicted = kernels.predicted_nbytes(node, arrays)
             if predicted is not None and predicted > self.max_bytes:
@@ -313,15 +342,26 @@ class _Folder:
                 f"{type(exc).__name__}: {exc}"
             )
             msg = f"cannot evaluate {node.op} node {node.name!r} on its constant inputs: {detail}"
-            if not self.ignore_errors:
+            if not self.ignore_errors and not conditional and self._needed(node.name):
                 raise GraphError(msg + " (ignore_errors=true leaves such nodes unfolded)") from None
             self.stats["error"] += 1
-            log.warning("core::fold_constants: %s; left unfolded", msg)
+            log.log(logging.WARNING if self.ignore_errors else logging.INFO,
+                    "core::fold_constants: %s; left unfolded (%s)", msg,
+                    "ignore_errors" if self.ignore_errors else "not every run computes it")
         return None
 
     def _decode(self, name: str) -> np.ndarray:
-        """A Const's value; large ones are read straight from their bytes (one copy, where
-        ``Graph.const_value`` makes two) and not cached."""
+        """A Const's value, decoded once while anything holds it (a Concat of the same
+        weight N times holds one copy, not N); large ones are read straight from their
+        bytes (one copy, where ``Graph.const_value`` makes two)."""
+        key = (name, self.graph.stamp(name))
+        hit = self.decoded.get(key)
+        if hit is None:
+            hit = self._read_const(name)
+            self.decoded[key] = hit
+        return hit
+
+    def _read_const(self, name: str) -> np.ndarray:
         if self.graph.const_nbytes(name) <= _DECODE_DIRECT:
             return self.graph.const_value(name)
         tp = self.graph.node_def(name).attr["value"].tensor
@@ -352,14 +392,34 @@ class _Folder:
         Const ``name``) really waits for: constants and folded nodes are transparent."""
         if name in self.folded:
             return self.folded[name]
-        nd = self.graph.get(name)
-        if nd is None or nd.op != "Const" or name in self.fed:
+        if not self._ctrl_transparent(name):
             return frozenset() if of_const else frozenset({name})
-        hit = self.ctrl_memo.get(name)
-        if hit is None:
-            hit = frozenset().union(*(self._control_deps(c) for c in nd.control_inputs))
-            self.ctrl_memo[name] = hit
-        return hit
+        # Iterative post-order walk down chains of control-dependent Consts: a chain of
+        # thousands of them is legal TensorFlow and must not exhaust Python's stack.
+        stack, open_ = [(name, False)], set()  # open_: expanded, not yet finished
+        while stack:
+            top, expanded = stack.pop()
+            if top in self.ctrl_memo or (not expanded and top in open_):
+                continue
+            ctrl = self.graph.node(top).control_inputs
+            if not expanded:
+                open_.add(top)
+                stack.append((top, True))
+                stack.extend((c, False) for c in ctrl if c not in self.folded
+                             and c not in self.ctrl_memo and self._ctrl_transparent(c))
+                continue
+            open_.discard(top)
+            self.ctrl_memo[top] = frozenset().union(*(
+                self.folded[c] if c in self.folded
+                else self.ctrl_memo.get(c, frozenset()) if self._ctrl_transparent(c)
+                else frozenset({c})
+                for c in ctrl))
+        return self.ctrl_memo[name]
+
+    def _ctrl_transparent(self, name: str) -> bool:
+        """A Const that is not fed: a control edge on it waits for its own control inputs."""
+        nd = self.graph.get(name)
+        return nd is not None and nd.op == "Const" and name not in self.fed
 
     def _has_unfolded_data_users(self, name: str) -> bool:
         for user in self.graph.users(name):

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from graphsurgery import kernels
 from graphsurgery.errors import GraphError
-from graphsurgery.ir.dtypes import DType
 from graphsurgery.ir.graph import Graph
 from graphsurgery.ir.names import Input, TensorRef
 from graphsurgery.registry import Pass, register_pass
@@ -41,21 +41,11 @@ _MERGES = frozenset({"Merge", "RefMerge"})
 _MAX_ELEMENTS = 16
 _MAX_ROUNDS = 20
 
-_BINARY = {
-    "Greater": np.greater,
-    "Less": np.less,
-    "GreaterEqual": np.greater_equal,
-    "LessEqual": np.less_equal,
-    "Equal": np.equal,
-    "NotEqual": np.not_equal,
-    "LogicalAnd": np.logical_and,
-    "LogicalOr": np.logical_or,
-    "Add": np.add,
-    "AddV2": np.add,
-    "Sub": np.subtract,
-    "Mul": np.multiply,
-}
-_UNARY = {"LogicalNot": np.logical_not, "Neg": np.negative}
+# Ops a constant predicate may be computed with (evaluated by graphsurgery.kernels).
+_COMPUTED = frozenset({
+    "Greater", "Less", "GreaterEqual", "LessEqual", "Equal", "NotEqual", "LogicalAnd",
+    "LogicalOr", "LogicalNot", "Add", "AddV2", "Sub", "Mul", "Neg", "Cast",
+})
 _PASS_THROUGH = frozenset({"Identity", "Snapshot", "StopGradient", "PreventGradient"})
 
 # A dependency item: a node name (a control dependency to keep) or a tensor (depend on the
@@ -69,7 +59,8 @@ class FoldSwitchMerge(Pass):
 
     A predicate is constant when it is a ``Const`` or computed from small constants by
     comparisons (``Greater``, ``Less``, ``GreaterEqual``, ``LessEqual``, ``Equal``,
-    ``NotEqual``), logical ops, ``Cast``, identities and scalar ``Add``/``Sub``/``Mul``/``Neg``.
+    ``NotEqual``), logical ops, ``Cast``, identities and scalar ``Add``/``Sub``/``Mul``/``Neg``,
+    evaluated with TensorFlow's semantics (:mod:`graphsurgery.kernels`: denormals flushed).
     ``Switch(data, pred)`` has port 0 = output_false and port 1 = output_true: uses of the
     taken port read ``data``, the other port is dead, and dead-ness propagates to every
     consumer except a ``Merge``, which takes its one live input (its ``value_index`` port
@@ -246,26 +237,23 @@ def _evaluate(
             return {}
         try:
             return {0: np.asarray(graph.const_value(name))}
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, GraphError):
             return {}
     args = [values.get(t) for t in data]
     if not args or any(a is None for a in args):
         return {}
-    try:
-        if op in _PASS_THROUGH:
-            out = {0: args[0]}
-        elif op == "IdentityN":
-            out = dict(enumerate(args))
-        elif op in _BINARY and len(args) == 2:
-            out = {0: np.asarray(_BINARY[op](args[0], args[1]))}
-        elif op in _UNARY and len(args) == 1:
-            out = {0: np.asarray(_UNARY[op](args[0]))}
-        elif op == "Cast" and len(args) == 1:
-            dst = graph.node(name).attr("DstT")
-            out = {0: np.asarray(args[0]).astype(DType.of(dst).numpy)}
-        else:
+    if op in _PASS_THROUGH:
+        out = {0: args[0]}
+    elif op == "IdentityN":
+        out = dict(enumerate(args))
+    elif op in _COMPUTED:
+        # TensorFlow's semantics (denormals flushed, integer wrap-around, casts): the
+        # branch picked must be the one TensorFlow takes.
+        try:
+            out = dict(enumerate(kernels.evaluate(graph.node(name), args)))
+        except (kernels.KernelError, kernels.Unsupported):
             return {}
-    except (ValueError, TypeError, FloatingPointError):
+    else:
         return {}
     if any(v.size > _MAX_ELEMENTS for v in out.values()):
         return {}

@@ -7,13 +7,13 @@ import logging
 import graphsurgery.passes.core.fold_constants  # noqa: F401  (registers the pass)
 import numpy as np
 import pytest
+import tensorflow as tf  # noqa: E402
 
 import graphsurgery as gs
 from graphsurgery.ir.graph import Graph
 from graphsurgery.testing import assert_runs_alone, check_pass, run_pass, run_tf
 from graphsurgery.tfcompat import control_flow_v1
 
-tf = pytest.importorskip("tensorflow")
 v1 = tf.compat.v1
 F32 = gs.DType.float32
 I32 = gs.DType.int32
@@ -274,6 +274,26 @@ def test_ignore_errors_leaves_the_node_and_logs(caplog):
     assert g.node("bad").op == "Reshape" and g.node("ok").op == "Const"
     assert g.node("bad").input_node(0).name == "c"
     assert any("'bad'" in r.getMessage() for r in caplog.records)
+
+
+def test_errors_of_nodes_tensorflow_never_runs_do_not_fail_the_pass():
+    """A failing constant computation that no output needs, or that sits in a cond branch
+    whose predicate is only known at run time, is never run by TensorFlow: the graph is
+    valid and the pass must not fail on it (both failed the generic pipeline)."""
+    with control_flow_v1():
+        g = tf.Graph()
+        with g.as_default():
+            x = v1.placeholder(tf.int32, [2], name="x")
+            p = v1.placeholder(tf.bool, [], name="p")
+            tf.math.floormod(tf.constant(3), tf.constant(0), name="unused")
+            y = v1.cond(p, lambda: x + 1, lambda: x + tf.math.floordiv(5, tf.constant(0)))
+            tf.identity(y, name="y")
+    graph = gs.load(g, inputs=["x", "p"], outputs=["y"])
+    feeds = {"x": np.array([1, 2], np.int32), "p": np.array(True)}
+    after = check_pass(graph, PASS, feeds=feeds, expect_change=False)
+    assert after.node("unused").op == "FloorMod"
+    with pytest.raises(gs.PassFailure, match="'bad'"):  # one every run needs still fails
+        run_pass(_bad_reshape(), PASS)
 
 
 # ---------------------------------------------------------------------- what must not run
@@ -548,3 +568,128 @@ def test_broadcasts_that_would_grow_the_model_stay_unfolded():
     grown = check_pass(g, "core::fold_constants", feeds=feeds, options={"max_growth": 0.0},
                        after={"Mul": 1})
     assert grown.node("noise_w").op == "Const"
+
+
+# ---------------------------------------------------------------------- scalars (issue 13)
+def test_unstacked_shape_idiom_folds_to_a_vector():
+    """``b, h, w = tf.unstack(tf.shape(x)); tf.reshape(x, tf.stack([b * h, w]))`` folded to a
+    [2, 1] shape constant (Unpack's scalars became shape (1,)): TensorFlow refused it."""
+    g = tf.Graph()
+    with g.as_default():
+        x = v1.placeholder(tf.float32, [2, 3, 4], name="x")
+        b, h, w = tf.unstack(tf.raw_ops.Shape(input=x))
+        tf.identity(tf.reshape(x, tf.stack([b * h, w])), name="y")
+    graph = gs.load(g, inputs=["x"], outputs=["y"])
+    after = check_pass(graph, PASS, feeds={"x": _rand(2, 3, 4)},
+                       before={"Unpack": 1, "Pack": 1}, after={"Unpack": 0, "Pack": 0})
+    shape = after.node("y").input_node(0).input_node(1)
+    assert shape.op == "Const" and after.const_value(shape.name).tolist() == [6, 4]
+
+
+def test_transpose_of_a_scalar_folds_to_a_scalar():
+    g = tf.Graph()
+    with g.as_default():
+        tf.identity(tf.transpose(tf.constant(3.0), []), name="y")
+    after = check_pass(gs.load(g, outputs=["y"]), PASS, feeds={}, before={"Transpose": 1},
+                       after={"Transpose": 0})
+    assert after.node("y").op == "Const" and after.const_value("y").shape == ()
+
+
+def test_a_folded_boolean_reduction_passes_verification():
+    """Verification read ``Any``'s dtype from its ``Tidx`` attribute (int64), so folding it
+    to its bool value failed with "output changed dtype from int64 to bool"."""
+    g = tf.Graph()
+    with g.as_default():
+        tf.raw_ops.Any(input=tf.constant([[True, False]]), axis=tf.constant([1], tf.int64),
+                       keep_dims=True, name="any")
+    after = check_pass(gs.load(g, outputs=["any"]), PASS, feeds={}, after={"Any": 0})
+    assert after.const_value("any").dtype == np.bool_
+
+
+# ---------------------------------------------------------------------- resources (issue 13)
+def _broadcast_const(rw, name, shape, value=1.0):
+    """A Const of ``shape`` stored as one ``float_val`` (TensorFlow repeats it): a few bytes
+    in the file, ``4 * prod(shape)`` bytes once decoded."""
+    from graphsurgery.ir import proto
+    from graphsurgery.ir.attrs import make_shape
+
+    nd = proto.NodeDef(name=name, op="Const")
+    nd.attr["dtype"].type = int(F32)
+    tp = nd.attr["value"].tensor
+    tp.dtype = int(F32)
+    tp.tensor_shape.CopyFrom(make_shape(shape))
+    tp.float_val.append(value)
+    return rw.replace_node_def(nd)
+
+
+def _peak_bytes(fn) -> int:
+    """Peak bytes Python and numpy allocate while ``fn`` runs (after a warm-up run of the
+    pass, so that one-time imports and tables do not count)."""
+    import tracemalloc
+
+    run_pass(_build(lambda rw: [rw.add_node("Neg", [rw.const(np.float32(1))], {"T": F32})]),
+             PASS)
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_folding_never_materialises_beyond_max_bytes():
+    """A 16 MB broadcast-value Const, Fill, BroadcastTo, Tile and a Concat growing past
+    max_bytes (1 MB) are checked before anything is computed: the Const was decoded in
+    full before its consumer's size was looked at, the Concat computed then thrown away."""
+    def fn(rw):
+        x = rw.placeholder("x", F32, [])
+        big = _broadcast_const(rw, "big", [2048, 2048])
+        neg = rw.add_node("Neg", [big], {"T": F32}, name="neg")
+        one = rw.const(np.float32(1), name="one")
+        fill = rw.add_node("Fill", [rw.const(np.array([2048, 2048], np.int32)), one],
+                           {"T": F32, "index_type": I32}, name="fill")
+        bcast = rw.add_node("BroadcastTo", [one, rw.const(np.array([2048, 2048], np.int32))],
+                            {"T": F32, "Tidx": I32}, name="bcast")
+        tile = rw.add_node("Tile", [rw.const(np.ones((1, 2048), np.float32)),
+                                    rw.const(np.array([2048, 1], np.int32))],
+                           {"T": F32, "Tmultiples": I32}, name="tile")
+        part = rw.const(np.ones((256, 1024), np.float32), name="part")  # 1 MB
+        cat = rw.add_node("ConcatV2", [part] * 8 + [rw.const(np.int32(0))],
+                          {"T": F32, "N": 8, "Tidx": I32}, name="cat")
+        return [rw.add_node("AddV2", [t, x], {"T": F32}, name=f"y_{t.name}")
+                for t in (neg, fill, bcast, tile, cat)]
+
+    g = _build(fn)
+    record = None
+
+    def fold():
+        nonlocal record
+        record = run_pass(g, PASS, max_bytes=1 << 20, max_growth=0.0)
+
+    peak = _peak_bytes(fold)
+    assert peak < 3 << 20, f"peak {peak / 2**20:.1f} MiB"
+    assert not record.changed
+    assert {g.node(n).op for n in ("neg", "fill", "bcast", "tile", "cat")} == {
+        "Neg", "Fill", "BroadcastTo", "Tile", "ConcatV2"}
+
+
+def test_a_constant_used_many_times_by_one_node_is_decoded_once(monkeypatch):
+    """Pack of the same 2 MB weight eight times read its bytes eight times (a 48 MB
+    constant in a Concat of 128 inputs took 6 GB)."""
+    decoded = []
+    frombuffer = np.frombuffer
+
+    def spy(buffer, *args, **kwargs):
+        if len(buffer) >= 2 << 20:
+            decoded.append(len(buffer))
+        return frombuffer(buffer, *args, **kwargs)
+
+    def fn(rw):
+        w = rw.const(np.ones((512, 1024), np.float32), name="w")  # 2 MB
+        return [rw.add_node("Pack", [w] * 8, {"T": F32, "N": 8, "axis": 0}, name="packed")]
+
+    g = _build(fn)
+    monkeypatch.setattr(np, "frombuffer", spy)
+    run_pass(g, PASS)
+    assert g.node("packed").op == "Const" and g.const_shape("packed") == (8, 512, 1024)
+    assert len(decoded) == 1, decoded

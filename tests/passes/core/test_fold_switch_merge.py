@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf  # noqa: E402
 
 import graphsurgery as gs
 from graphsurgery.testing import check_pass, run_pass, run_tf
 from graphsurgery.tfcompat import control_flow_v1
 
-tf = pytest.importorskip("tensorflow")
 v1 = tf.compat.v1
 F32 = gs.DType.float32
 X = np.array([1.0, -2.0], np.float32)
@@ -196,3 +196,34 @@ def test_merge_with_several_live_inputs_drops_its_dead_ones(use_index):
     assert after.node("m").attr("N") == (3 if use_index else 2)
     feeds = {"x": X, "p": False}
     np.testing.assert_allclose(run_tf(after, feeds)[0], run_tf(g, feeds)[0])
+
+
+@pytest.mark.parametrize("pred", [True, False])
+def test_a_folded_merge_declared_as_output_keeps_its_name(pred):
+    """Callers fetch ``cond/Merge``; folding the cond made the output ``cond/mul``."""
+    with control_flow_v1():
+        g = tf.Graph()
+        with g.as_default():
+            x = v1.placeholder(tf.float32, [2], name="x")
+            out = v1.cond(tf.constant(pred), lambda: x * 2.0, lambda: x - 1.0, name="cond")
+    graph = gs.load(g, inputs=["x"], outputs=[out.name])
+    assert graph.outputs == [gs.TensorRef("cond/Merge")]
+    after = check_pass(graph, "core::fold_switch_merge", feeds={"x": X},
+                       before={"Merge": 1}, after={"Merge": 0, "Switch": 0})
+    assert after.outputs == [gs.TensorRef("cond/Merge")]
+    np.testing.assert_array_equal(run_tf(after, {"x": X}, ["cond/Merge"])[0],
+                                  X * 2 if pred else X - 1)
+
+
+def test_predicates_are_computed_as_tensorflow_computes_them():
+    """TensorFlow flushes denormals: ``1e-40 * 1.0 > 0`` is False there, True in numpy,
+    and the pass folded the cond to the branch TensorFlow never takes."""
+    def build(x):
+        tiny = tf.multiply(tf.constant(np.float32(1e-40)), tf.constant(np.float32(1.0)))
+        return v1.cond(tf.greater(tiny, tf.constant(np.float32(0))),
+                       lambda: x * 2.0, lambda: x - 1.0)
+
+    graph = _load(build)
+    after = check_pass(graph, "core::fold_switch_merge", feeds={"x": X},
+                       before={"Merge": 1}, after={"Merge": 0})
+    np.testing.assert_array_equal(run_tf(after, {"x": X})[0], X - 1)
