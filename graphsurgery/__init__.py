@@ -42,6 +42,7 @@ from .pipeline import (
     Pipeline,
     PipelineResult,
     Step,
+    register_group,
     register_pipeline,
 )
 from .plugins import load_plugin
@@ -85,6 +86,7 @@ __all__ = [
     "get_target",
     "load",
     "load_plugin",
+    "register_group",
     "register_pass",
     "register_pipeline",
     "register_target",

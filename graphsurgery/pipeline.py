@@ -33,9 +33,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .diff import op_count_deltas
 from .errors import GraphSurgeryError, PassFailure, UsageError
 from .ir.graph import Graph
-from .registry import Pass, get_pass
+from .registry import Pass, counting_rules, get_pass
 from .rewriter import Rewriter
 from .verify import EditGuard, check_structure, signature, verify
 
@@ -53,9 +54,11 @@ class Step:
     options: dict[str, Any] = field(default_factory=dict)
 
     def instantiate(self) -> Pass:
+        """A fresh instance of the pass with these options (validates them)."""
         return get_pass(self.pass_id)(**self.options)
 
-    def text(self) -> str:
+    def text(self, expand: bool = False, *, pretty: bool = False) -> str:
+        """``pass_id`` or ``pass_id(key=value,...)``, as pipeline text."""
         if not self.options:
             return self.pass_id
         opts = ",".join(f"{k}={_fmt(v)}" for k, v in self.options.items())
@@ -64,14 +67,29 @@ class Step:
 
 @dataclass
 class Fixpoint:
-    """Passes repeated until a whole round changes nothing, at most ``max_iter`` rounds."""
+    """Passes repeated until a whole round changes nothing, at most ``max_iter`` rounds.
+
+    ``group`` names the registered group (:func:`register_group`) the fixpoint was written
+    as, e.g. ``core::canonicalize``; its text keeps that name while the steps are the
+    group's own.
+    """
 
     steps: list[Step]
     max_iter: int = 10
+    group: str | None = None
 
-    def text(self) -> str:
+    def text(self, expand: bool = False, *, pretty: bool = False) -> str:
+        """The pipeline text of the group: its registered name unless ``expand`` (or its
+        steps were edited), else ``fixpoint(max_iter=N){a,b}`` (one pass per line with
+        ``pretty``)."""
         inner = ",".join(s.text() for s in self.steps)
-        return f"fixpoint(max_iter={self.max_iter}){{{inner}}}"
+        full = f"fixpoint(max_iter={self.max_iter}){{{inner}}}"
+        if not expand and self.group is not None and _group_text(self.group) == full:
+            return self.group
+        if pretty:
+            body = ",\n".join(f"  {s.text()}" for s in self.steps)
+            return f"fixpoint(max_iter={self.max_iter}){{\n{body}\n}}"
+        return full
 
 
 Item = Step | Fixpoint
@@ -155,7 +173,7 @@ class _Parser:
         name = self.word("a pass name after '::'")
         return Step(f"{ns}::{name}", self.options())
 
-    def item(self) -> Item:
+    def item(self) -> list[Item]:
         save = self.pos
         self.skip_ws()
         if self.text.startswith("fixpoint", self.pos) and not self.text.startswith(
@@ -173,26 +191,112 @@ class _Parser:
             if max_iter < 1:
                 raise self.error("fixpoint max_iter must be at least 1")
             self.expect("{")
-            steps = [self.step()]
+            steps = self.inner_steps()
             while self.peek() == ",":
                 self.expect(",")
-                steps.append(self.step())
+                steps += self.inner_steps()
             self.expect("}")
-            return Fixpoint(steps, max_iter)
+            return [Fixpoint(steps, max_iter)]
         self.pos = save
-        return self.step()
+        step = self.step()
+        group = _lookup_group(step.pass_id)
+        if group is None:
+            return [step]
+        self.no_group_options(step)
+        return group.items()
+
+    def inner_steps(self) -> list[Step]:
+        """One step inside ``fixpoint{...}``; a group of plain steps is inlined there."""
+        step = self.step()
+        group = _lookup_group(step.pass_id)
+        if group is None:
+            return [step]
+        self.no_group_options(step)
+        items = group.items()
+        if not all(isinstance(it, Step) for it in items):
+            raise self.error(f"group {step.pass_id} holds a fixpoint and cannot be nested "
+                             "in another fixpoint")
+        return [it for it in items if isinstance(it, Step)]
+
+    def no_group_options(self, step: Step) -> None:
+        if step.options:
+            raise self.error(f"group {step.pass_id} takes no options (set them on its passes)")
 
     def parse(self) -> list[Item]:
         if not self.text.strip():
             raise UsageError("pipeline text is empty")
-        items = [self.item()]
+        items = self.item()
         while self.peek() == ",":
             self.expect(",")
-            items.append(self.item())
+            items += self.item()
         self.skip_ws()
         if self.pos != len(self.text):
             raise self.error(f"unexpected {self.text[self.pos]!r}")
         return items
+
+
+# ---------------------------------------------------------------------- groups
+@dataclass(frozen=True)
+class Group:
+    """A named piece of pipeline text, written like a pass (``core::canonicalize``) and
+    expanded when parsed; a fixpoint group keeps the name when printed."""
+
+    name: str
+    text: str
+    description: str
+
+    def items(self) -> list[Item]:
+        """Fresh pipeline items of the group (fixpoints remember the group's name)."""
+        items = _Parser(self.text).parse()
+        if len(items) == 1 and isinstance(items[0], Fixpoint):
+            items[0].group = self.name
+        return items
+
+
+_GROUPS: dict[str, Group] = {}
+
+
+def register_group(name: str, text: str, description: str) -> Group:
+    """Register pipeline ``text`` as the group ``name`` (``namespace::name``), usable in
+    pipeline text like a pass: ``"core::strip_training,core::canonicalize"``.
+
+    Example::
+
+        register_group("core::canonicalize",
+                       "fixpoint(max_iter=10){core::fold_constants,core::cse,core::dce}",
+                       "fold, merge and prune until nothing changes")
+    """
+    ns, sep, rest = name.partition("::")
+    if not sep or not ns.isidentifier() or not rest.isidentifier():
+        raise UsageError(f"group name {name!r} must look like 'namespace::name'")
+    if name in _GROUPS:
+        raise UsageError(f"pipeline group {name!r} is registered twice")
+    group = Group(name, text, description)
+    _GROUPS[name] = group
+    return group
+
+
+def groups() -> dict[str, Group]:
+    """Every registered group by name (plugins loaded)."""
+    from .plugins import load_entry_points
+
+    load_entry_points()
+    return dict(sorted(_GROUPS.items()))
+
+
+def _lookup_group(name: str) -> Group | None:
+    if name not in _GROUPS:
+        from .plugins import load_entry_points
+
+        load_entry_points()
+    return _GROUPS.get(name)
+
+
+def _group_text(name: str) -> str | None:
+    group = _GROUPS.get(name)
+    if group is None:
+        return None
+    return ",".join(it.text(expand=True) for it in _Parser(group.text).parse())
 
 
 # ---------------------------------------------------------------------- presets
@@ -252,6 +356,9 @@ class PassRecord:
     iteration: int | None = None
     error: str | None = None
     changes: dict[str, str] = field(default_factory=dict)
+    #: How many times each named rule rewrote the graph in this pass (rule sets, and
+    #: hand-written passes that call :func:`~graphsurgery.registry.count_rule`).
+    rule_counts: dict[str, int] = field(default_factory=dict)
 
     def deltas(self) -> list[str]:
         """Op-count changes, largest first: ``"Transpose -18 (20 -> 2)"``."""
@@ -267,15 +374,6 @@ class PassRecord:
             "changed": sum(1 for v in self.changes.values() if v == "changed"),
         }
         return d
-
-
-def op_count_deltas(before: dict[str, int], after: dict[str, int]) -> list[str]:
-    rows = []
-    for op in set(before) | set(after):
-        a, b = before.get(op, 0), after.get(op, 0)
-        if a != b:
-            rows.append((-abs(b - a), op, f"{op} {b - a:+d} ({a} -> {b})"))
-    return [r[2] for r in sorted(rows)]
 
 
 @dataclass
@@ -325,9 +423,14 @@ class LogTimings(Instrument):
 
 
 class LogOpDeltas(Instrument):
-    """Logs op-count deltas ("Transpose -18 (20 -> 2)") after passes that changed ops."""
+    """Logs op-count deltas ("Transpose -18 (20 -> 2)") after passes that changed ops, and
+    how often each rule applied ("rules mul_one x3, mul_mul x1")."""
 
     def after_pass(self, record: PassRecord, graph: Graph) -> None:
+        """Log the pass's rule counts and op-count deltas at INFO."""
+        if record.rule_counts:
+            counts = ", ".join(f"{k} x{v}" for k, v in sorted(record.rule_counts.items()))
+            log.info("  %s: rules %s", record.pass_id, counts)
         for line in record.deltas():
             log.info("  %s: %s", record.pass_id, line)
 
@@ -391,7 +494,8 @@ class Pipeline:
         return cls.parse(spec)
 
     def copy(self) -> Pipeline:
-        return Pipeline.parse(str(self)) if self.items else Pipeline()
+        """An independent copy (same passes, options and groups)."""
+        return Pipeline.parse(self.text()) if self.items else Pipeline()
 
     def validate(self) -> None:
         """Instantiate every pass once so unknown ids and bad options fail early."""
@@ -427,7 +531,7 @@ class Pipeline:
                 inner = [s for s in it.steps if s.pass_id != pass_id]
                 found |= len(inner) != len(it.steps)
                 if inner:
-                    kept.append(Fixpoint(inner, it.max_iter))
+                    kept.append(Fixpoint(inner, it.max_iter, it.group))
             elif it.pass_id == pass_id:
                 found = True
             else:
@@ -460,11 +564,19 @@ class Pipeline:
             self.set_options(pass_id, **{opt: value})
         return self
 
+    def text(self, expand: bool = False) -> str:
+        """The pipeline text on one line; with ``expand`` groups such as
+        ``core::canonicalize`` are written out as the passes they stand for."""
+        return ",".join(it.text(expand) for it in self.items)
+
     def __str__(self) -> str:
-        return ",".join(it.text() for it in self.items)
+        """The pipeline text, one pass per line (``Pipeline.parse`` reads it back)."""
+        return ",\n".join(it.text(pretty=True) for it in self.items)
 
     def __repr__(self) -> str:
-        return f"Pipeline({str(self)!r})"
+        """``Pipeline.parse(\"\"\"...\"\"\")`` with one pass per line."""
+        body = "\n".join(f"    {line}" for line in str(self).splitlines())
+        return f'Pipeline.parse("""\n{body}\n""")' if self.items else "Pipeline()"
 
     def __len__(self) -> int:
         return len(self.items)
@@ -540,7 +652,7 @@ class _Runner:
         self.keep_going = keep_going
         self.instruments = instruments
         self.reproducer_dir = Path(reproducer_dir) if reproducer_dir else None
-        self.result = PipelineResult(graph, str(pipeline))
+        self.result = PipelineResult(graph, pipeline.text())
         self.done: list[str] = []
         self.guard_edits = guard_edits
         self.guard: EditGuard | None = None  # fingerprints after the last pass, if watched
@@ -597,8 +709,10 @@ class _Runner:
         t0 = time.perf_counter()
         error: str | None = None
         problems: list[str] = []
+        rule_counts: Counter[str] = Counter()
         try:
-            instance.run(graph, rw)
+            with counting_rules() as rule_counts:
+                instance.run(graph, rw)
             rw.keep_output_names()  # declared outputs keep their names, whatever the pass did
             if rw.erased:
                 rw.fix_colocation()
@@ -641,6 +755,7 @@ class _Runner:
             iteration=iteration,
             error=error,
             changes=rw.changes,
+            rule_counts=dict(sorted(rule_counts.items())),
         )
         if error is not None or problems:
             self._fail(record, snapshot, step, restorable=not edited)

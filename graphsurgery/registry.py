@@ -29,7 +29,10 @@ to the declared type; an unknown option or a value of the wrong type is a UsageE
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, get_type_hints
 
@@ -54,10 +57,12 @@ class Option:
 
     @property
     def choices(self) -> tuple[str, ...] | None:
+        """The allowed strings of a choice option, else None."""
         return self.type if isinstance(self.type, tuple) else None
 
     @property
     def type_name(self) -> str:
+        """The type for messages and listings: ``int``, ``const|input|zero``."""
         if self.choices:
             return "|".join(self.choices)
         return getattr(self.type, "__name__", str(self.type))
@@ -130,6 +135,7 @@ class Pass:
 
     @classmethod
     def option_specs(cls) -> dict[str, Option]:
+        """Every :class:`Option` the pass declares (base classes' first), by name."""
         specs: dict[str, Option] = {}
         for klass in reversed(cls.__mro__):
             for name, value in vars(klass).items():
@@ -139,6 +145,7 @@ class Pass:
 
     @property
     def options(self) -> dict[str, Any]:
+        """This instance's option values, converted and defaulted."""
         return dict(self._options)
 
     @classmethod
@@ -153,6 +160,33 @@ class Pass:
 
 
 _PASSES: dict[str, type[Pass]] = {}
+
+# Rule applications of the pass running now (see count_rule); None outside a pipeline.
+_RULE_COUNTS: ContextVar[Counter[str] | None] = ContextVar("rule_counts", default=None)
+
+
+def count_rule(rule: str, n: int = 1) -> None:
+    """Note that ``rule`` rewrote the graph ``n`` times in the pass running now.
+
+    :class:`~graphsurgery.patterns.RuleSet` calls it for every rule it applies; a
+    hand-written pass may call it for its own named rewrites. The pipeline records the
+    counts per pass (``PassRecord.rule_counts``, ``rule_counts`` in summary.json, ``-v``).
+    Outside :func:`counting_rules` it does nothing.
+    """
+    counts = _RULE_COUNTS.get()
+    if counts is not None:
+        counts[rule] += n
+
+
+@contextmanager
+def counting_rules() -> Iterator[Counter[str]]:
+    """Collect :func:`count_rule` calls made inside the block into the yielded Counter."""
+    counts: Counter[str] = Counter()
+    token = _RULE_COUNTS.set(counts)
+    try:
+        yield counts
+    finally:
+        _RULE_COUNTS.reset(token)
 
 
 def register_pass(pass_id: str) -> Callable[[Any], Any]:
@@ -226,6 +260,7 @@ def get_pass(pass_id: str) -> type[Pass]:
 
 
 def all_passes() -> dict[str, type[Pass]]:
+    """Every registered pass by id, sorted (plugins loaded)."""
     from .plugins import load_entry_points
 
     load_entry_points()
@@ -238,6 +273,7 @@ def unregister_pass(pass_id: str) -> None:
 
 
 def describe_options(cls: type[Pass]) -> list[str]:
+    """One line per option: ``name: type (default ...) help``."""
     out = []
     for name, spec in cls.option_specs().items():
         default = "required" if spec.default is _MISSING else f"default {spec.default!r}"
@@ -249,4 +285,5 @@ def describe_options(cls: type[Pass]) -> list[str]:
 
 
 def passes_in_namespace(namespace: str) -> Sequence[str]:
+    """The ids of the registered passes in ``namespace`` (``core``, ``stylegan``)."""
     return [p for p in all_passes() if p.startswith(namespace + "::")]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from graphsurgery.pipeline import register_pipeline
+from typing import Any
+
+from graphsurgery.pipeline import register_group, register_pipeline
 
 
 @register_pipeline("generic", "clean up any frozen graph: training leftovers, control flow, "
@@ -24,15 +26,20 @@ def generic() -> str:
 
 # Cleanup that follows every structural stage: what a rewrite leaves behind (constants to
 # fold, x * 1, duplicates, dead nodes) is gone before the next stage looks at the graph.
-_CLEANUP = (
+# Folding, arithmetic identities, scaling chains, CSE and DCE feed each other, so they
+# repeat until a whole round changes nothing.
+register_group(
+    "core::canonicalize",
     "fixpoint(max_iter=10){core::fold_constants,core::simplify_arith,core::fold_scalings,"
-    "core::cse,core::dce}"
+    "core::cse,core::dce}",
+    "fold constants, arithmetic identities and scaling chains, merge duplicates, drop dead "
+    "nodes, until nothing changes",
 )
 
 
-@register_pipeline("stylegan-to-tflite", "frozen StyleGAN / StyleGAN2 (reference or custom "
-                   "ops) / TF2 generator -> a TFLite-clean graph")
-def stylegan_to_tflite() -> str:
+@register_pipeline("stylegan", "frozen StyleGAN / StyleGAN2 (reference or custom ops) / TF2 "
+                   "generator -> builtin ops, NHWC, rank <= 4, constant filters (any target)")
+def stylegan() -> str:
     return ",".join([
         # 1. Make the graph importable and pick the progressive-growing level before any
         #    folding: lod decides which Switch branches live.
@@ -54,7 +61,7 @@ def stylegan_to_tflite() -> str:
         # 4. Noise becomes a constant (or a named input) before folding, so noise * weight
         #    folds where it does not grow the model.
         "stylegan::noise",
-        _CLEANUP,
+        "core::canonicalize",
         # 5. Custom ops and the reference upfirdn2d chains become rank <= 4 builtins; the
         #    ref chain must be raised before anything else touches its 6-D pads.
         "stylegan::lower_fused_bias_act",
@@ -65,27 +72,35 @@ def stylegan_to_tflite() -> str:
         # 7. The remaining rank > 4 tensors (v1's 6-D upscale and 5-D styles).
         "stylegan::lower_upscale_6d",
         "stylegan::lower_style_5d",
-        _CLEANUP,
+        "core::canonicalize",
         # 8. Output format, then layout last: every op the layout pass converts exists by
         #    now (the uint8 conversion included, so the boundary Transpose is the very last
         #    op), and nothing after it introduces NCHW again.
         "core::output_format",
         "core::to_nhwc",
         # 9. Up-sampling transposed convolutions as phase convolutions, which LiteRT's
-        #    XNNPACK runs about twice as fast (needs NHWC).
-        "core::polyphase_transpose_conv",
-        #    and StyleGAN2's separable 4x4 FIR filter as two 1-D depthwise convolutions.
+        #    XNNPACK runs about twice as fast (needs NHWC): the TFLite target's
+        #    tflite::polyphase_transpose_conv goes here (stylegan-to-tflite).
+        #    StyleGAN2's separable 4x4 FIR filter as two 1-D depthwise convolutions.
         "core::separable_depthwise",
         # 10. Fewer passes over the big activations: two-op idioms as one op, then chains
         #    of per-channel scalings and shifts (instance norm + style, gain + modulation)
         #    as one multiply and one add.
         "core::fuse_elementwise",
         "core::fold_affine_chains",
-        _CLEANUP,
-        # 11. Keep the TFLite converter from folding noise + bias into one [1,H,W,C]
-        #    constant per layer (it would double the model).
-        "core::guard_broadcast_folding",
+        "core::canonicalize",
+        # 11. The TFLite target's tflite::guard_broadcast_folding goes here: it keeps the
+        #    converter from folding noise + bias into one [1,H,W,C] constant per layer.
         # 12. An input nothing reads (labels_in [N, 0] of unconditional generators) would
         #    be a zero-size model input.
         "core::dce(prune_inputs=true)",
     ])
+
+
+@register_pipeline("stylegan-to-tflite", "stylegan + the TFLite target's passes -> a "
+                   "TFLite-clean graph")
+def stylegan_to_tflite() -> Any:
+    from graphsurgery.pipeline import Pipeline
+    from graphsurgery.targets import get_target
+
+    return get_target("tflite").extend(Pipeline.preset("stylegan"))

@@ -77,27 +77,31 @@ SQUARED_DIFFERENCE = Rule(
 _PRODUCERS = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
 
 
-def _bias_first_ok(m: Match, graph: Graph) -> bool:
+def _bias_first_ok(m: Match, graph: Graph) -> bool | str:
     """``p`` is a convolution's (or MatMul's) only use and gives the output its shape, ``c``
-    is a constant at most 1/16 of it, ``t`` any operand that does not widen ``p``."""
+    is a constant at most 1/16 of it, ``t`` any operand that does not widen ``p``; else the
+    reason, for ``explain()``."""
     t = m.root.attr("T")
     if t is None or not t.is_floating:
-        return False
+        return "T is not a floating type"
     out = shape_of(graph, m.root.output())
     p = shape_of(graph, m.tensor("p"))
     term = shape_of(graph, m.tensor("t"))
     if out is None or p is None or term is None or min(out, default=0) < 0:
-        return False
+        return "static shapes unknown"
     if tuple(p) != tuple(out) or len(term) > len(out):
-        return False
+        return f"p {list(p)} does not give the output its shape {list(out)}"
     producer = graph.node(m.tensor("p").node)
     if producer.op not in _PRODUCERS or len(graph.consumers(m.tensor("p"))) != 1:
-        return False
+        return f"p is {producer.op} {producer.name!r}, not the only use of a conv or MatMul"
     bias = graph.const_shape(m.tensor("c").node)
     size = int(np.prod(bias, dtype=np.int64))
     if graph.is_const(m.tensor("t")) and size >= int(np.prod(term, dtype=np.int64)):
-        return False  # two constants: only the smaller moves in (else they swap forever)
-    return len(bias) <= len(out) and size * 16 <= int(np.prod(out, dtype=np.int64))
+        # two constants: only the smaller moves in (else they swap forever)
+        return "t is a constant no larger than c"
+    if len(bias) > len(out) or size * 16 > int(np.prod(out, dtype=np.int64)):
+        return f"the constant c {list(bias)} is over 1/16 of the output {list(out)}"
+    return True
 
 
 def _bias_first(outer: str) -> Callable[[Builder, Match], TensorRef]:
@@ -130,11 +134,12 @@ BIAS_FIRST_SUB = Rule(
 )
 
 
-def _same_shape_reshape(m: Match, graph: Graph) -> bool:
+def _same_shape_reshape(m: Match, graph: Graph) -> bool | str:
     before = shape_of(graph, m.tensor("x"))
     after = shape_of(graph, m.root.output())
-    return (before is not None and after is not None and min(before, default=0) >= 0
-            and tuple(before) == tuple(after))
+    if before is None or after is None or min(before, default=0) < 0:
+        return "static shapes unknown"
+    return tuple(before) == tuple(after) or f"reshapes {list(before)} to {list(after)}"
 
 
 NOOP_RESHAPE = Rule(

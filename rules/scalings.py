@@ -35,18 +35,21 @@ def _const(name: str) -> P:
     return P("Const", capture=name)
 
 
-def _dtype_ok(m: Match, *names: str, floats: bool = False) -> bool:
+def _dtype_ok(m: Match, *names: str, floats: bool = False) -> bool | str:
+    """The root's ``T`` is numeric (floating with ``floats``) and every constant has it;
+    else the reason, for ``explain()``."""
     t = m.root.attr("T")
     if t is None:
-        return False
+        return "the node has no T attribute"
     try:
         want = t.numpy
     except ValueError:  # bfloat16, quantised types
-        return False
+        return f"T is {t.name}, which numpy does not fold"
     kinds = "f" if floats else _NUMERIC
     if want.kind not in kinds or want.kind == "b":
-        return False
-    return all(m.value(n).dtype == want for n in names)
+        return f"T is {t.name}, not {'a floating type' if floats else 'numeric'}"
+    other = next((n for n in names if m.value(n).dtype != want), None)
+    return other is None or f"constant {other!r} is {m.value(other).dtype}, T is {t.name}"
 
 
 def _no_larger(*parts: np.ndarray) -> bool:
@@ -187,9 +190,12 @@ def _drop_one(b: Builder, m: Match) -> TensorRef | None:
         return None
 
 
-def _same_dtype(m: Match, g: Graph) -> bool:
+def _same_dtype(m: Match, g: Graph) -> bool | str:
     t = m.root.attr("T")
-    return t is not None and m.value("one").dtype == t.numpy
+    if t is None:
+        return "the node has no T attribute"
+    one = m.value("one").dtype
+    return one == t.numpy or f"the constant one is {one}, T is {t.name}"
 
 
 MUL_ONE = Rule(

@@ -18,6 +18,9 @@ Three ways to write a pattern, all matched by the same engine::
     matches = lrelu.find(graph)            # non-overlapping, topological order
     print(lrelu.explain(graph, "Maximum_3"))   # why (not)
 
+A condition (``where``) may return a reason instead of False, which ``explain()`` shows:
+``return Verdict.fail("k has 3 values")`` or simply ``return "k has 3 values"``.
+
 and rules that rewrite what they match, registered as passes::
 
     from graphsurgery.patterns import Rule, register_rules
@@ -35,7 +38,18 @@ and :mod:`.rules`.
 from __future__ import annotations
 
 from .builder import Builder
-from .optree import Any, Match, Matcher, P, Pattern, as_pattern, parse_pattern
+from .optree import (
+    Any,
+    Match,
+    Matcher,
+    P,
+    Path,
+    Pattern,
+    Step,
+    Verdict,
+    as_pattern,
+    parse_pattern,
+)
 from .rules import Rule, RuleSet, register_rules, shape_of
 from .traced import Template, Traced, template, trace_function, traced
 
@@ -45,11 +59,14 @@ __all__ = [
     "Match",
     "Matcher",
     "P",
+    "Path",
     "Pattern",
     "Rule",
     "RuleSet",
+    "Step",
     "Template",
     "Traced",
+    "Verdict",
     "as_pattern",
     "parse_pattern",
     "register_rules",

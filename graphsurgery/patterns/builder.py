@@ -92,6 +92,7 @@ class Builder:
 
     @property
     def graph(self) -> Graph:
+        """The graph the builder adds to (its rewriter's)."""
         return self.rw.graph
 
     # ------------------------------------------------------------------ core
@@ -208,6 +209,7 @@ class Builder:
         return self._binary("Maximum", x, y, name)
 
     def identity(self, x: TensorLike, *, name: str | None = None) -> TensorRef:
+        """``Identity(x)``."""
         return self.op("Identity", x, name=name)
 
     def cast(self, x: TensorLike, dtype: DType | str, *, name: str | None = None) -> TensorRef:

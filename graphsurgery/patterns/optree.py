@@ -59,10 +59,52 @@ from ..ir.names import TensorRef
 
 log = logging.getLogger("graphsurgery.patterns")
 
-NodePredicate = Callable[[Node, Graph], bool]
-TensorPredicate = Callable[[TensorRef, Graph], bool]
+NodePredicate = Callable[[Node, Graph], "bool | str | Verdict | None"]
+TensorPredicate = Callable[[TensorRef, Graph], "bool | str | Verdict | None"]
 ConstPredicate = Callable[[np.ndarray], bool]
 PatternLike = typing.Union["Pattern", str, tuple]
+
+
+# ---------------------------------------------------------------------- verdicts
+@dataclass(frozen=True)
+class Verdict:
+    """What a ``where`` condition says: accepted, or rejected with a reason.
+
+    A condition (a rule's ``where``, a pattern node's ``where``) may return a bool, a
+    ``str`` (a rejection, the string being the reason) or a ``Verdict``, in the style of
+    onnxscript's ``MatchResult.fail("reason")``; ``explain()`` shows the reason::
+
+        def where(m, graph):
+            if m.value("k").size != 1:
+                return Verdict.fail(f"k has {m.value('k').size} values, wants 1")
+            return Verdict.ok()
+    """
+
+    accepted: bool
+    reason: str = ""
+
+    @classmethod
+    def ok(cls) -> Verdict:
+        """The condition holds."""
+        return cls(True)
+
+    @classmethod
+    def fail(cls, reason: str) -> Verdict:
+        """The condition does not hold, because ``reason``."""
+        return cls(False, reason)
+
+    def __bool__(self) -> bool:
+        return self.accepted
+
+
+def rejection(result: typing.Any) -> str | None:
+    """None when a condition's ``result`` accepts, else the reason ("" when none given):
+    True and ``Verdict.ok()`` accept; False, None, a ``str`` and ``Verdict.fail`` reject."""
+    if isinstance(result, Verdict):
+        return None if result.accepted else result.reason
+    if isinstance(result, str):
+        return result
+    return None if result else ""
 
 
 # ---------------------------------------------------------------------- pattern nodes
@@ -104,11 +146,14 @@ class P(Pattern):
             or a compact string/tuple form). None given: a leaf, inputs not checked.
         capture: name under which the matched node is reported (``match[capture]``).
         attrs: required attribute values, or callables on the decoded value.
-        where: ``where(node, graph) -> bool``, any further condition.
+        where: ``where(node, graph)``, any further condition: a bool, or a ``str`` /
+            :class:`Verdict` saying why it rejects the node.
         const: ``const(array) -> bool`` on the node's constant value (the node must be a
             ``Const``).
         commutative: also try the two inputs of a binary op swapped.
         port: which output of the node the parent must consume (0; None: any).
+        users: for the root only, a :class:`Path` walked down from its output (the chain
+            of sole consumers the match also takes; the replacement takes over its end).
 
     Example::
 
@@ -126,6 +171,7 @@ class P(Pattern):
         const: ConstPredicate | None = None,
         commutative: bool = False,
         port: int | None = 0,
+        users: Path | None = None,
     ) -> None:
         if op is None:
             op = "Const" if const is not None else "*"
@@ -140,8 +186,8 @@ class P(Pattern):
         )
         if self.inputs is not None:
             for i in self.inputs:
-                if not isinstance(i, P | Any):
-                    raise UsageError(f"pattern input {i!r} must be a P or Any node")
+                if not isinstance(i, P | Any | Path):
+                    raise UsageError(f"pattern input {i!r} must be a P, Any or Path node")
         if commutative and (self.inputs is None or len(self.inputs) != 2):
             raise UsageError(f"pattern {op!r}: commutative=True needs exactly two inputs")
         self.capture = capture
@@ -150,22 +196,27 @@ class P(Pattern):
         self.const = const
         self.commutative = commutative
         self.port = port
+        self.users = users
         # Expected output port of each input, set by traced patterns (None: use input.port).
         self.in_ports: tuple[int | None, ...] | None = None
         self.label = ""  # where the pattern node came from (traced node name)
 
     @property
     def is_leaf(self) -> bool:
+        """True when no input patterns were given (the node's inputs are not looked at)."""
         return self.inputs is None
 
     def compiled(self) -> P:
+        """The pattern itself: a :class:`P` is its own root."""
         return self
 
     def accepts(self, op: str) -> bool:
+        """Whether a node of type ``op`` fits this pattern node's op types."""
         return self.ops is None or op in self.ops
 
     @property
     def wants(self) -> str:
+        """The op types it wants, for messages (``"Conv2D|MatMul"``, ``"any op"``)."""
         return "any op" if self.ops is None else self.op
 
     def __repr__(self) -> str:
@@ -186,14 +237,97 @@ class Any(Pattern):
     is_leaf = True
 
     def compiled(self) -> P:
+        """Refused: a pattern's root must be a :class:`P`."""
         raise UsageError("a pattern cannot be a bare Any(): its root must be a P node")
 
     def __repr__(self) -> str:
         return f"${self.capture}" if self.capture else "?"
 
 
+@dataclass
+class Step:
+    """One segment of a :class:`Path`: ``link`` repeated ``min`` to ``max`` times.
+
+    Args:
+        link: a leaf :class:`P` (op, attrs, ``where``, ``const``; no input patterns) for
+            one node, or a tuple of them for a compound link of consecutive nodes (taken
+            all or nothing, e.g. ``Reshape <- Pad <- Reshape``).
+        min: fewest repetitions; a segment that gets fewer ends the path there.
+        max: most repetitions (None: no limit).
+        accept: ``accept(nodes, graph)`` on this segment's nodes so far, the new link's
+            node(s) last; a rejection (False, a ``str``, a failed :class:`Verdict`) stops the
+            segment before that link, as if it had not matched.
+        capture: ``match[capture]`` is the tuple of this segment's nodes, in walk order.
+    """
+
+    link: P | tuple[P, ...]
+    min: int = 0
+    max: int | None = None
+    accept: Callable[[list[Node], Graph], typing.Any] | None = None
+    capture: str | None = None
+
+    def links(self) -> tuple[P, ...]:
+        """The link's pattern nodes in walk order (validated: leaves only)."""
+        links = self.link if isinstance(self.link, tuple) else (self.link,)
+        for p in links:
+            if not isinstance(p, P) or not p.is_leaf:
+                raise UsageError(f"path link {p!r} must be a P without input patterns")
+        return links
+
+
+class Path(Pattern):
+    """A linear chain of nodes joined through data input 0, walked one :class:`Step` after
+    the other, then ``then`` (a pattern for the tensor where the walk stopped).
+
+    As an input pattern it walks *up* (producers): each node taken must be read only by
+    the node before it (its one consumer, once, not a graph output), so the walk never
+    takes a node that something outside the chain uses. As the ``users=`` of the root
+    :class:`P` it walks *down* from the root's output through sole consumers that read it
+    at input 0, and the match's :attr:`Match.output` becomes the last node's output.
+
+    The walk is greedy and never backtracks: a segment takes as many links as it can (its
+    ``accept`` may stop it), and a segment that gets fewer than its ``min`` ends the whole
+    walk there. Every node taken is owned by the match. This is the shape of hand-written
+    chain matchers ("follow reshapes, then one transpose, then pads and slices")::
+
+        Path(Step(P("Reshape"), capture="reshapes"),
+             Step(P("Transpose", where=is_nhwc_to_nchw), min=1, max=1, capture="t"),
+             then=Any("x"))
+    """
+
+    def __init__(self, *steps: Step, then: PatternLike | None = None) -> None:
+        if not steps:
+            raise UsageError("a Path needs at least one Step")
+        for step in steps:
+            step.links()
+        self.steps = steps
+        self.then = as_pattern(then) if then is not None else Any()
+        if not isinstance(self.then, P | Any):
+            raise UsageError(f"path then={self.then!r} must be a P or Any node")
+
+    is_leaf = False
+    capture = None
+
+    def compiled(self) -> P:
+        """Refused: a pattern's root must be a :class:`P`."""
+        raise UsageError("a pattern cannot be a bare Path: its root must be a P node")
+
+    def __repr__(self) -> str:
+        parts = []
+        for step in self.steps:
+            text = "+".join(p.op for p in step.links())
+            text = f"({text})" if len(step.links()) > 1 else text
+            most = "" if step.max is None else step.max
+            text += {(0, None): "*", (1, None): "+", (0, 1): "?", (1, 1): ""}.get(
+                (step.min, step.max), f"{{{step.min},{most}}}")
+            if step.capture:
+                text += f" as {step.capture}"
+            parts.append(text)
+        return "path[" + " <- ".join(parts) + f" <- {self.then!r}]"
+
+
 def _render(p: Pattern, seen: set[int]) -> str:
-    if isinstance(p, Any):
+    if isinstance(p, Any | Path):
         return repr(p)
     assert isinstance(p, P)
     if id(p) in seen:
@@ -306,10 +440,11 @@ class Match:
     pattern: Pattern
     root: Node
     nodes: tuple[str, ...]
-    captures: dict[str, Node | TensorRef]
+    captures: dict[str, Node | TensorRef | tuple[Node, ...]]
     boundary: tuple[str, ...] = ()
     tensors: dict[str, TensorRef] = field(default_factory=dict, repr=False)
     root_port: int = 0
+    end: TensorRef | None = None
 
     @property
     def owned(self) -> tuple[str, ...]:
@@ -318,10 +453,13 @@ class Match:
 
     @property
     def output(self) -> TensorRef:
-        """The root tensor a replacement takes over."""
-        return self.root.output(self.root_port)
+        """The tensor a replacement takes over: the root's, or the end of the root's
+        ``users=`` path."""
+        return self.end if self.end is not None else self.root.output(self.root_port)
 
-    def __getitem__(self, name: str) -> Node | TensorRef:
+    def __getitem__(self, name: str) -> typing.Any:
+        """The capture ``name``: a :class:`Node` (a :class:`P`), a :class:`TensorRef` (an
+        :class:`Any`) or a tuple of nodes (a :class:`Step` of a :class:`Path`)."""
         try:
             return self.captures[name]
         except KeyError:
@@ -340,9 +478,12 @@ class Match:
         return self.graph.const_value(self.tensor(name))
 
     def __repr__(self) -> str:
-        caps = ", ".join(
-            f"{k}={v.name if isinstance(v, Node) else str(v)}" for k, v in self.captures.items()
-        )
+        def text(v: Node | TensorRef | tuple[Node, ...]) -> str:
+            if isinstance(v, tuple):
+                return "[" + ", ".join(n.name for n in v) + "]"
+            return v.name if isinstance(v, Node) else str(v)
+
+        caps = ", ".join(f"{k}={text(v)}" for k, v in self.captures.items())
         return f"Match(root={self.root.name!r}, nodes={list(self.nodes)}, captures={{{caps}}})"
 
 
@@ -356,6 +497,13 @@ class _State:
     leaves: frozenset[str]
     captures: dict[str, TensorRef]
     nodes: dict[str, str]  # capture name -> node name, for P captures
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # Step captures
+
+    def take(self, pat: Pattern, names: list[str], capture: str | None) -> _State:
+        """Own the nodes a path step took (and capture them)."""
+        owners = {**self.owners, **{n: id(pat) for n in names}}
+        chains = {**self.chains, capture: tuple(names)} if capture else self.chains
+        return _State(self.bound, owners, self.leaves, self.captures, self.nodes, chains)
 
     def bind(self, pat: Pattern, t: TensorRef, leaf: bool) -> _State:
         bound = {**self.bound, id(pat): t}
@@ -367,10 +515,10 @@ class _State:
             captures = {**captures, cap: t}
             if isinstance(pat, P):
                 nodes = {**nodes, cap: t.node}
-        return _State(bound, owners, leaves, captures, nodes)
+        return _State(bound, owners, leaves, captures, nodes, self.chains)
 
 
-_EMPTY = _State({}, {}, frozenset(), {}, {})
+_EMPTY = _State({}, {}, frozenset(), {}, {}, {})
 
 
 class _Attempt:
@@ -480,22 +628,76 @@ class Matcher:
         att = _Attempt(graph)
         port = root.port or 0
         for st in self._match(att, root, TensorRef(name, port), _EMPTY, None, None, port):
-            problem = _escape(graph, st, name)
+            end = None
+            if root.users is not None:
+                st, end = self._path_down(graph, root.users, TensorRef(name, port), st)
+            problem = _escape(graph, st, name, None if end is None else end.node)
             if problem is None:
-                return self._build(graph, st, name, port)
+                return self._build(graph, st, name, port, end)
             att.fail_at(len(st.bound) + 1, problem)
         return att.reason
 
-    def _build(self, graph: Graph, st: _State, root: str, port: int) -> Match:
-        captures: dict[str, Node | TensorRef] = {}
+    def _build(self, graph: Graph, st: _State, root: str, port: int,
+               end: TensorRef | None = None) -> Match:
+        captures: dict[str, Node | TensorRef | tuple[Node, ...]] = {}
         for cap, t in st.captures.items():
             captures[cap] = graph.node(t.node) if cap in st.nodes else t
+        for cap, names in st.chains.items():
+            captures[cap] = tuple(graph.node(n) for n in names)
         interior = tuple(n for n in st.owners if n != root)
         boundary = tuple(sorted(n for n in st.leaves if n not in st.owners and n != root))
         return Match(
             graph, self.pattern, graph.node(root), interior, captures, boundary,
-            dict(st.captures), port,
+            dict(st.captures), port, end,
         )
+
+    # paths ------------------------------------------------------------------------
+    def _path_up(
+        self, att: _Attempt, pat: Path, t: TensorRef, st: _State, parent: str | None,
+        index: int | None,
+    ) -> Iterator[_State]:
+        """Walk ``pat`` up from ``t`` (read by ``parent``), then match ``pat.then``."""
+        graph = att.graph
+        consumer = parent
+        for step in pat.steps:
+            links = step.links()
+            taken: list[Node] = []
+            count, t0, consumer0 = 0, t, consumer
+            while step.max is None or count < step.max:
+                nodes = _links_up(graph, links, t, consumer, st)
+                if nodes is None or not _accepts(step, [*taken, *nodes], graph):
+                    break
+                taken += nodes
+                count += 1
+                consumer, t = nodes[-1].name, nodes[-1].data_inputs[0]
+            if count < step.min:  # the walk ends before this step
+                t, consumer = t0, consumer0
+                break
+            st = st.take(pat, [n.name for n in taken], step.capture)
+        where_index = index if consumer == parent else 0
+        yield from self._match(att, pat.then, t, st, consumer, where_index,
+                               getattr(pat.then, "port", None))
+
+    def _path_down(
+        self, graph: Graph, pat: Path, t: TensorRef, st: _State
+    ) -> tuple[_State, TensorRef]:
+        """Walk ``pat`` down from the root's output ``t``; returns the state and the end."""
+        for step in pat.steps:
+            links = step.links()
+            taken: list[Node] = []
+            count, t0 = 0, t
+            while step.max is None or count < step.max:
+                nodes = _links_down(graph, links, t, st)
+                if nodes is None or not _accepts(step, [*taken, *nodes], graph):
+                    break
+                taken += nodes
+                count += 1
+                t = nodes[-1].output()
+            if count < step.min:
+                t = t0
+                break
+            st = st.take(pat, [n.name for n in taken], step.capture)
+        return st, t
 
     def _match(
         self,
@@ -508,6 +710,9 @@ class Matcher:
         want_port: int | None,
     ) -> Iterator[_State]:
         graph = att.graph
+        if isinstance(pat, Path):
+            yield from self._path_up(att, pat, t, st, parent, index)
+            return
         where = f"node {parent!r}: input {index}" if parent is not None else None
         if isinstance(pat, Any):
             prev = st.bound.get(id(pat))
@@ -521,10 +726,12 @@ class Matcher:
                     att.fail(st, f"{where} is {_tname(t)!r}, pattern wants the same tensor as "
                                  f"{_tname(prev)!r}")
                 return
-            if pat.where is not None and not pat.where(t, graph):
-                why = _pred_name(pat.where, "where")
-                att.fail(st, f"{where or 'root'} {_tname(t)!r} fails {why}")
-                return
+            if pat.where is not None:
+                reason = rejection(pat.where(t, graph))
+                if reason is not None:
+                    why = _pred_name(pat.where, "where") + (f": {reason}" if reason else "")
+                    att.fail(st, f"{where or 'root'} {_tname(t)!r} fails {why}")
+                    return
             if not self._capture_ok(att, pat, t, st, where):
                 return
             yield st.bind(pat, t, leaf=True)
@@ -578,9 +785,12 @@ class Matcher:
                 why = describe(value) if describe else f"fails {_pred_name(pat.const, 'const')}"
                 att.fail(st, f"node {nd.name!r}: Const value {why}")
                 return
-        if pat.where is not None and not pat.where(node, graph):
-            att.fail(st, f"node {nd.name!r} fails {_pred_name(pat.where, 'where')}")
-            return
+        if pat.where is not None:
+            reason = rejection(pat.where(node, graph))
+            if reason is not None:
+                why = _pred_name(pat.where, "where") + (f": {reason}" if reason else "")
+                att.fail(st, f"node {nd.name!r} fails {why}")
+                return
         if not self._capture_ok(att, pat, t, st, where or f"node {nd.name!r}"):
             return
         st = st.bind(pat, t, leaf=pat.is_leaf)
@@ -628,11 +838,69 @@ class Matcher:
         return False
 
 
-def _escape(graph: Graph, st: _State, root: str) -> str | None:
-    """Why the interior of a candidate is not self-contained, or None."""
+def _sole_consumer(graph: Graph, t: TensorRef) -> Node | None:
+    """The one node reading ``t`` (once, output 0), when nothing else uses ``t.node``."""
+    if t.port != 0 or t.node not in graph or graph.is_output(t.node):
+        return None
+    if len(graph._users.get(t.node, ())) != 1:
+        return None
+    cons = graph.consumers(t)
+    return cons[0][0] if len(cons) == 1 else None
+
+
+def _link_ok(graph: Graph, pat: P, node: Node) -> bool:
+    """Whether one node satisfies a leaf pattern's own conditions (op, attrs, const,
+    where) and has a data input to continue a path through."""
+    if not pat.accepts(node.op) or not node.data_inputs:
+        return False
+    if not all(_attr_ok(node.attr(k), want) for k, want in pat.attrs.items()):
+        return False
+    if pat.const is not None:
+        return False  # a Const has no input to continue through
+    return pat.where is None or rejection(pat.where(node, graph)) is None
+
+
+def _links_up(graph: Graph, links: tuple[P, ...], t: TensorRef, consumer: str | None,
+              st: _State) -> list[Node] | None:
+    """The nodes of one (compound) link walked up from ``t``, or None."""
+    out = []
+    for pat in links:
+        user = _sole_consumer(graph, t)
+        if user is None or user.name != consumer or t.node in st.owners:
+            return None
+        node = graph.node(t.node)
+        if not _link_ok(graph, pat, node):
+            return None
+        out.append(node)
+        consumer, t = node.name, node.data_inputs[0]
+    return out
+
+
+def _links_down(graph: Graph, links: tuple[P, ...], t: TensorRef, st: _State
+                ) -> list[Node] | None:
+    """The nodes of one (compound) link walked down from ``t``, or None."""
+    out = []
+    for pat in links:
+        user = _sole_consumer(graph, t)
+        if user is None or user.name in st.owners or user.data_inputs[0] != t:
+            return None
+        if not _link_ok(graph, pat, user):
+            return None
+        out.append(user)
+        t = user.output()
+    return out
+
+
+def _accepts(step: Step, nodes: list[Node], graph: Graph) -> bool:
+    return step.accept is None or rejection(step.accept(nodes, graph)) is None
+
+
+def _escape(graph: Graph, st: _State, root: str, end: str | None = None) -> str | None:
+    """Why the interior of a candidate is not self-contained, or None (``end``: the last
+    node of the root's ``users=`` path, whose output the replacement takes over)."""
     owned = set(st.owners)
     for name in st.owners:
-        if name == root:
+        if name == root or name == end:
             continue
         if graph.is_output(name):
             return f"interior node {name!r} is a graph output"

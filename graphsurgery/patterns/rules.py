@@ -55,15 +55,15 @@ from ..ir import proto
 from ..ir.attrs import TensorDecodeError
 from ..ir.graph import Graph, Node
 from ..ir.names import TensorRef
-from ..registry import Option, Pass, register_pass
+from ..registry import Option, Pass, count_rule, register_pass
 from ..rewriter import Rewriter
 from .builder import Builder
-from .optree import Match, Matcher, Pattern, as_pattern
+from .optree import Match, Matcher, Pattern, Verdict, as_pattern, rejection
 
 log = logging.getLogger("graphsurgery.patterns")
 
 Replacement = Callable[[Builder, Match], typing.Any]
-Condition = Callable[[Match, Graph], bool]
+Condition = Callable[[Match, Graph], "bool | str | Verdict | None"]
 
 
 class _RoundShapes:
@@ -113,7 +113,8 @@ class Rule:
         pattern: a :class:`P`, a compact form (``"Mul($x, Const as k)"``), a traced
             pattern, or a plain function of TF ops (traced on first use).
         replacement: ``(builder, match) -> TensorRef | [TensorRef, ...] | None``.
-        where: extra condition on the match.
+        where: extra condition on the match: ``where(match, graph)`` returns a bool, or a
+            ``str`` / :class:`Verdict` that says why it rejects (shown by :meth:`explain`).
         doc: one line for the pass documentation.
     """
 
@@ -140,19 +141,29 @@ class Rule:
         """
         try:
             m = self.matcher.match(graph, node)
-            if m is None or (self.where is not None and not self.where(m, graph)):
+            if m is None or self.rejects(m, graph) is not None:
                 return None
         except TensorDecodeError:
             return None
         return m
 
+    def rejects(self, m: Match, graph: Graph) -> str | None:
+        """None when ``where`` accepts the match, else its reason ("" when it gave none)."""
+        return None if self.where is None else rejection(self.where(m, graph))
+
     def explain(self, graph: Graph, node: str | Node) -> str:
-        """Why the rule does (or does not) apply at ``node``."""
+        """Why the rule does (or does not) apply at ``node``, with the reason a ``where``
+        that returned a ``str`` or :class:`Verdict` gave."""
         m = self.matcher.match(graph, node)
         if m is None:
             return self.matcher.explain(graph, node)
-        if self.where is not None and not self.where(m, graph):
-            return f"node {m.root.name!r}: the pattern matches but the rule's where rejects it"
+        try:
+            reason = self.rejects(m, graph)
+        except TensorDecodeError as exc:
+            reason = str(exc)
+        if reason is not None:
+            return (f"node {m.root.name!r}: the pattern matches but the rule's where rejects it"
+                    + (f": {reason}" if reason else ""))
         return self.matcher.explain(graph, node)
 
     def apply(self, graph: Graph, rw: Rewriter, node: str | Node) -> bool:
@@ -238,6 +249,7 @@ class RuleSet:
 
         rs = RuleSet([FOLD_CONSTS, MUL_MUL])
         n = rs.apply(graph, rw)          # rewrites applied; rs.counts per rule
+        # (inside a pipeline the counts also reach PassRecord.rule_counts)
         print(rs.explain(graph, "mul_3"))
     """
 
@@ -264,6 +276,7 @@ class RuleSet:
                 for rule in self.rules:
                     if rule.matcher.could_match(nd.op) and rule.apply(graph, rw, name):
                         self.counts[rule.name] += 1
+                        count_rule(rule.name)
                         applied += 1
                         break
         finally:

@@ -160,9 +160,11 @@ class Traced(Pattern):
         self.__doc__ = fn.__doc__
 
     def trace(self) -> TraceResult:
+        """Trace the function with TensorFlow (a fresh trace every call)."""
         return trace_function(self.fn, self.params)
 
     def compiled(self) -> P:
+        """The root :class:`P` of the traced pattern (traced once, on first use)."""
         if self._root is None:
             self._root = _compile(self.trace(), self.const_any, self.match_attrs)
         return self._root

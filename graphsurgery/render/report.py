@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ..diff import DiffResult, diff_graphs
+from ..diff import DiffResult, diff_graphs, op_count_deltas
 from ..ir import proto
 from ..ir.graph import Graph
-from ..pipeline import Instrument, PassRecord, op_count_deltas
+from ..pipeline import Instrument, PassRecord
 from . import images
 from .diffgraph import DiffView, build_view
 from .dot import placeholder_svg, to_dot

@@ -40,6 +40,7 @@ import numpy as np
 from graphsurgery.ir.dtypes import DType
 from graphsurgery.ir.graph import Graph, Node
 from graphsurgery.ir.names import TensorRef
+from graphsurgery.patterns import P
 from graphsurgery.registry import Option, Pass, register_pass
 from graphsurgery.rewriter import Rewriter
 
@@ -114,16 +115,30 @@ class LowerUpscale6D(Pass):
 
 
 # ---------------------------------------------------------------------------- matching
+def _rank_above_4(node: Node, graph: Graph) -> bool | str:
+    """A constant ``multiples`` vector longer than 4 (read from its shape, not decoded)."""
+    shape = graph.const_shape(node.name)
+    return (len(shape) == 1 and shape[0] > MAX_RANK) or f"multiples has shape {list(shape)}"
+
+
+def _read_by_reshapes(node: Node, graph: Graph) -> bool | str:
+    """Every data use of the Tile is input 0 of a Reshape, and it is no graph output."""
+    if graph.is_output(node.name):
+        return "the Tile is a graph output"
+    users = graph.consumers(node.output())
+    if not users:
+        return "nothing reads the Tile"
+    other = next((u.name for u, i in users if u.op != "Reshape" or i != 0), None)
+    return other is None or f"{other!r} reads it and is not a Reshape's input 0"
+
+
+#: ``Reshape -> Tile(multiples of length > 4) -> Reshape(s)``, found by structure only.
+UPSCALE_6D = P("Tile", P("Reshape", capture="reshape"),
+               P("Const", where=_rank_above_4, capture="multiples"), where=_read_by_reshapes)
+
+
 def _is_candidate(graph: Graph, tile: Node) -> bool:
-    ins = tile.data_inputs
-    if len(ins) != 2 or not graph.is_const(ins[1]):
-        return False
-    if len(graph.const_shape(ins[1].node)) != 1 or graph.const_shape(ins[1].node)[0] <= MAX_RANK:
-        return False
-    if graph.node(ins[0].node).op != "Reshape" or graph.is_output(tile.name):
-        return False
-    users = graph.consumers(tile.output())
-    return bool(users) and all(u.op == "Reshape" and i == 0 for u, i in users)
+    return UPSCALE_6D.match(graph, tile) is not None
 
 
 def _shape(shapes: dict[TensorRef, object], ref: TensorRef) -> tuple[int, ...] | None:

@@ -13,7 +13,7 @@ from graphsurgery.ir.attrs import python_to_attr
 from graphsurgery.ir.dtypes import DType
 from graphsurgery.ir.graph import Graph
 from graphsurgery.ir.names import TensorRef
-from graphsurgery.reference import (
+from graphsurgery.noise import (
     noise_index,
     noise_input_name,
     noise_order,
@@ -29,7 +29,7 @@ MODES = ("const", "input", "zero")
 
 @dataclass(frozen=True)
 class _Random:
-    """One random op, numbered as :func:`graphsurgery.reference.noise_order` numbers it."""
+    """One random op, numbered as :func:`graphsurgery.noise.noise_order` numbers it."""
 
     index: int
     name: str
@@ -49,12 +49,12 @@ class Noise(Pass):
     """Replace every random op (the per-layer noise) by a constant, a model input or zeros.
 
     The random ops (``RandomStandardNormal``, ``RandomUniform``, ``TruncatedNormal``) are
-    numbered in the order :func:`graphsurgery.reference.noise_order` gives (a stable
+    numbered in the order :func:`graphsurgery.noise.noise_order` gives (a stable
     topological order, which the generic preparation passes keep), and random op ``i``
     becomes, by ``mode``:
 
     * ``const`` (default): a ``Const`` of the same name holding
-      :func:`graphsurgery.reference.seeded_noise` ``(seed, i, shape)``, exactly the noise
+      :func:`graphsurgery.noise.seeded_noise` ``(seed, i, shape)``, exactly the noise
       the reference runner draws with the same seed. Constant folding then folds the
       ``noise * weight`` products.
     * ``input``: a ``Placeholder`` ``noise_input/<i>`` of the op's dtype and static shape

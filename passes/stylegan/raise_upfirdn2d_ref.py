@@ -31,6 +31,7 @@ from graphsurgery.ir.attrs import make_node_def
 from graphsurgery.ir.dtypes import DType
 from graphsurgery.ir.graph import Graph, Node
 from graphsurgery.ir.names import TensorRef
+from graphsurgery.patterns import Any, Matcher, P, Path, Step
 from graphsurgery.registry import Option, Pass, register_pass
 from graphsurgery.rewriter import Rewriter
 
@@ -64,17 +65,6 @@ def _const_list(graph: Graph, t: TensorRef) -> list | None:
     if not graph.is_const(t):
         return None
     return np.asarray(graph.const_value(t)).tolist()
-
-
-def _sole_user(graph: Graph, t: TensorRef) -> Node | None:
-    """The one node reading ``t`` (once), when nothing else reads ``t.node``."""
-    if t.port != 0 or graph.is_output(t.node):
-        return None
-    users = graph.users(t.node)
-    cons = graph.consumers(t)
-    if len(users) != 1 or len(cons) != 1:
-        return None
-    return cons[0][0]
 
 
 def _slice_spec(graph: Graph, node: Node, in_shape: Shape | None) -> list | None:
@@ -147,81 +137,219 @@ def _conv_kernel(graph: Graph, conv: Node, shape: ShapeFn) -> np.ndarray | None:
     return np.ascontiguousarray(w[::-1, ::-1, 0, 0])
 
 
-def match_upfirdn_ref(graph: Graph, conv: Node, shape: ShapeFn) -> UpFirDnMatch | None:
-    """Match the reference ``upfirdn2d`` chain around ``conv``, or None."""
+def _io(shape: ShapeFn, node: Node) -> tuple[Shape, Shape] | None:
+    """Shapes of ``node``'s input 0 and output 0, when both are known and positive."""
+    ss, cs = shape(node.data_inputs[0]), shape(node.output())
+    if ss is None or cs is None or any(d <= 0 for d in (*ss, *cs)):
+        return None
+    return ss, cs
+
+
+def _crop(graph: Graph, node: Node, ss: Shape) -> list[int] | None:
+    """``[px0, px1, py0, py1]`` a plain NHWC crop removes, or None."""
+    spec = _slice_spec(graph, node, ss)
+    if spec is None or any(st != 1 for _, _, st in spec):
+        return None
+    if spec[0] != (0, ss[0], 1) or spec[3] != (0, ss[3], 1):
+        return None
+    return [spec[2][0], ss[2] - spec[2][1], spec[1][0], ss[1] - spec[1][1]]
+
+
+def _spatial_pad(graph: Graph, node: Node) -> list[int] | None:
+    """``[px0, px1, py0, py1]`` of a constant-zero, non-negative NHWC pad, or None."""
+    p = _pad_spec(graph, node)
+    if p is None or len(p) != 4 or p[0] != [0, 0] or p[3] != [0, 0]:
+        return None
+    if min(v for row in p for v in row) < 0:
+        return None
+    return [p[2][0], p[2][1], p[1][0], p[1][1]]
+
+
+def _down_step(graph: Graph, node: Node, cs: Shape) -> tuple[int, int] | None:
+    """``(dx, dy)`` of an NHWC StridedSlice that only subsamples H and W, or None."""
+    spec = _slice_spec(graph, node, cs)
+    if spec is None or spec[0] != (0, cs[0], 1) or spec[3] != (0, cs[3], 1):
+        return None
+    if spec[1][:2] != (0, cs[1]) or spec[2][:2] != (0, cs[2]):
+        return None
+    return spec[2][2], spec[1][2]
+
+
+def _zero_insertion(graph: Graph, nodes: list[Node], shape: ShapeFn) -> tuple[int, int] | None:
+    """``(ux, uy)`` of ``Reshape(Pad(Reshape(x, [M,H,1,W,1,C]), zeros), [M,H*uy,W*ux,C])``
+    (``nodes``: the outer Reshape, the Pad, the inner Reshape), or None."""
+    r2, p1, r1 = nodes
+    ss = shape(r2.data_inputs[0])
+    if ss is None or any(d <= 0 for d in ss) or len(ss) != 6:
+        return None
+    pads = _pad_spec(graph, p1)
+    if pads is None or len(pads) != 6:
+        return None
+    xs, s6, s4 = shape(r1.data_inputs[0]), shape(r1.output()), shape(r2.output())
+    if xs is None or s6 is None or s4 is None or len(xs) != 4 or len(s6) != 6:
+        return None
+    m, h, w, c = xs
+    if s6 != (m, h, 1, w, 1, c):
+        return None
+    zero = [0, 0]
+    if [pads[0], pads[1], pads[3], pads[5]] != [zero] * 4 or pads[2][0] or pads[4][0]:
+        return None
+    uy, ux = pads[2][1] + 1, pads[4][1] + 1
+    if s4 != (m, h * uy, w * ux, c):
+        return None
+    return ux, uy
+
+
+def upfirdn_ref_pattern(shape: ShapeFn) -> P:
+    """The reference ``upfirdn2d`` chain as a pattern rooted at its one-channel ``Conv2D``.
+
+    Up from the convolution's input: NCHW reshapes (batch and channels merged), the switch
+    to NHWC (``Transpose [0,3,1,2]`` or a reshape), crops / pads / no-op reshapes, then the
+    6-D zero insertion; down from its output: NCHW reshapes, the switch back (``Transpose
+    [0,2,3,1]`` or a reshape), down-sampling slices / no-op reshapes. Each walk stops where
+    the chain does; :func:`match_upfirdn_ref` checks the geometry of what was taken.
+    ``shape`` gives static shapes (:func:`~.lower_upfirdn2d.shape_lookup`).
+    """
+
+    def merge_up(node: Node, graph: Graph) -> bool | str:
+        io = _io(shape, node)
+        if io is None or len(io[0]) != 4:
+            return "not a known 4-D reshape"
+        ss, cs = io
+        return ss[2:] == cs[2:] and ss[0] * ss[1] == cs[0] * cs[1]
+
+    def to_nchw(node: Node, graph: Graph) -> bool | str:
+        io = _io(shape, node)
+        if io is None:
+            return "shapes unknown"
+        ss, cs = io
+        if node.op == "Transpose":
+            return _perm(graph, node) == [0, 3, 1, 2]
+        return (len(ss) == 4 and cs[1] == 1 and ss[1:3] == cs[2:] and ss[3] == 1
+                and ss[0] == cs[0])
+
+    def nhwc_up(node: Node, graph: Graph) -> bool | str:
+        io = _io(shape, node)
+        if io is None:
+            return "shapes unknown"
+        ss, cs = io
+        if node.op == "StridedSlice":
+            return _crop(graph, node, ss) is not None
+        if node.op in ("Pad", "PadV2"):
+            return _spatial_pad(graph, node) is not None
+        return ss == cs  # a no-op Reshape
+
+    def pad_before_crop(nodes: list[Node], graph: Graph) -> bool | str:
+        padded = False
+        for node in nodes:
+            if node.op in ("Pad", "PadV2"):
+                padded = padded or any(_spatial_pad(graph, node) or ())
+            elif node.op == "StridedSlice":
+                cut = _crop(graph, node, shape(node.data_inputs[0]) or ())
+                if cut is not None and any(cut) and padded:
+                    return "a crop before a pad: not upfirdn2d's order"
+        return True
+
+    def zero_insertion(nodes: list[Node], graph: Graph) -> bool | str:
+        return _zero_insertion(graph, nodes, shape) is not None or "not a zero insertion"
+
+    def merge_down(node: Node, graph: Graph) -> bool | str:
+        io = _io(shape, node)
+        if io is None or len(io[1]) != 4:
+            return "not a known 4-D reshape"
+        cs, us = io
+        return us[2:] == cs[2:] and us[0] * us[1] == cs[0] * cs[1]
+
+    def to_nhwc(node: Node, graph: Graph) -> bool | str:
+        io = _io(shape, node)
+        if io is None:
+            return "shapes unknown"
+        cs, us = io
+        if node.op == "Transpose":
+            return _perm(graph, node) == [0, 2, 3, 1]
+        return len(us) == 4 and cs[1] == 1 and us[1:3] == cs[2:] and us[3] == 1
+
+    def nhwc_down(node: Node, graph: Graph) -> bool | str:
+        io = _io(shape, node)
+        if io is None:
+            return "shapes unknown"
+        cs, us = io
+        if node.op == "StridedSlice":
+            return _down_step(graph, node, cs) is not None
+        return us == cs
+
+    def down_once(nodes: list[Node], graph: Graph) -> bool | str:
+        steps = [_down_step(graph, n, shape(n.data_inputs[0]) or ())
+                 for n in nodes if n.op == "StridedSlice"]
+        return sum(1 for st in steps if st != (1, 1)) <= 1 or "a second down-sampling"
+
+    def conv_ok(node: Node, graph: Graph) -> bool | str:
+        if _conv_kernel(graph, node, shape) is None:
+            return "not a one-channel VALID NCHW Conv2D with a constant filter"
+        cs = shape(node.output())
+        return cs is not None and len(cs) == 4 and all(d > 0 for d in cs)
+
+    source = Path(
+        Step(P("Reshape", where=merge_up), capture="nchw"),
+        Step(P("Transpose|Reshape", where=to_nchw), min=1, max=1, capture="to_nchw"),
+        Step(P("StridedSlice|Pad|PadV2|Reshape", where=nhwc_up), accept=pad_before_crop,
+             capture="nhwc"),
+        Step((P("Reshape"), P("Pad|PadV2"), P("Reshape")), max=1, accept=zero_insertion,
+             capture="zero_insertion"),
+        then=Any("start"),
+    )
+    sink = Path(
+        Step(P("Reshape", where=merge_down), capture="out_nchw"),
+        Step(P("Transpose|Reshape", where=to_nhwc), min=1, max=1, capture="to_nhwc"),
+        Step(P("StridedSlice|Reshape", where=nhwc_down), accept=down_once, capture="out_nhwc"),
+    )
+    return P("Conv2D", source, Any(), where=conv_ok, users=sink, capture="conv")
+
+
+def match_upfirdn_ref(graph: Graph, conv: Node, shape: ShapeFn,
+                      matcher: Matcher | None = None) -> UpFirDnMatch | None:
+    """Match the reference ``upfirdn2d`` chain around ``conv``, or None.
+
+    The chain is :func:`upfirdn_ref_pattern` (pass ``matcher``, a :class:`Matcher` of it,
+    to reuse one for many convolutions); this function reads its geometry.
+    """
+    if matcher is None:
+        matcher = Matcher(upfirdn_ref_pattern(shape))
+    m = matcher.match(graph, conv)
+    if m is None:
+        return None
     k = _conv_kernel(graph, conv, shape)
     if k is None:
         return None
     kh, kw = k.shape
-    nodes = [conv.name]
-    transposes = 0
 
-    # ---------------------------------------------------------------- backwards
-    cur = conv.data_inputs[0]
-    cs = shape(cur)
-    nchw, c = True, 1  # cur is [M, C, H, W] (nchw) or [M, H, W, C]
+    def taken(name: str) -> tuple[Node, ...]:
+        return m.captures.get(name, ())
+
+    backward = [*taken("nchw"), *taken("to_nchw"), *taken("nhwc"), *taken("zero_insertion")]
+    forward = [*taken("out_nchw"), *taken("to_nhwc"), *taken("out_nhwc")]
+    nodes = [conv.name, *(n.name for n in backward), *(n.name for n in forward)]
+    transposes = sum(1 for n in (*taken("to_nchw"), *taken("to_nhwc")) if n.op == "Transpose")
+
+    # ---------------------------------------------------------------- the input side
+    start = m["start"]
+    cs = shape(start)
+    start_nchw = not taken("to_nchw")
+    if start_nchw:
+        c = cs[1]
+    else:
+        (switch,) = taken("to_nchw")
+        c = shape(switch.data_inputs[0])[3] if switch.op == "Transpose" else 1
     crop = [0, 0, 0, 0]  # px0 px1 py0 py1 removed by slices
     pads = [0, 0, 0, 0]
-    up = (1, 1)
-    while True:
-        if cur.port != 0 or _sole_user(graph, cur) is None:
-            break
-        n = graph.node(cur.node)
-        if not n.data_inputs:
-            break
-        src = n.data_inputs[0]
-        ss = shape(src)
-        if ss is None or any(d <= 0 for d in ss):
-            break
-        if nchw:
-            if n.op == "Reshape" and len(ss) == 4:
-                if ss[2:] == cs[2:] and ss[0] * ss[1] == cs[0] * cs[1]:
-                    c = ss[1]
-                elif c == 1 and cs[1] == 1 and ss[1:3] == cs[2:] and ss[3] == 1 \
-                        and ss[0] == cs[0]:
-                    nchw = False
-                else:
-                    break
-            elif _perm(graph, n) == [0, 3, 1, 2]:
-                nchw, c = False, ss[3]
-                transposes += 1
-            else:
-                break
-        else:
-            if n.op == "StridedSlice":
-                spec = _slice_spec(graph, n, ss)
-                if spec is None or any(st != 1 for _, _, st in spec):
-                    break
-                if spec[0] != (0, ss[0], 1) or spec[3] != (0, ss[3], 1):
-                    break
-                cut = [spec[2][0], ss[2] - spec[2][1], spec[1][0], ss[1] - spec[1][1]]
-                if any(cut) and any(pads):
-                    break  # a crop before a pad: not upfirdn2d's order
-                crop = [a + b for a, b in zip(crop, cut)]
-            elif n.op in ("Pad", "PadV2"):
-                p = _pad_spec(graph, n)
-                if p is None or len(p) != 4 or p[0] != [0, 0] or p[3] != [0, 0]:
-                    break
-                if min(v for row in p for v in row) < 0:
-                    break
-                pads = [pads[0] + p[2][0], pads[1] + p[2][1], pads[2] + p[1][0],
-                        pads[3] + p[1][1]]
-            elif n.op == "Reshape" and ss == cs:
-                pass  # no-op reshape
-            elif n.op == "Reshape" and len(ss) == 6:
-                found = _zero_insertion(graph, n, shape)
-                if found is None:
-                    break
-                up, chain, start = found
-                nodes += [n.name, *chain]
-                cur, cs = start, shape(start)
-                break
-            else:
-                break
-        nodes.append(n.name)
-        cur, cs = src, ss
-    start, start_nchw = cur, nchw
-    if nchw and c != 1:
+    for n in taken("nhwc"):
+        if n.op == "StridedSlice":
+            crop = [a + b for a, b in zip(crop, _crop(graph, n, shape(n.data_inputs[0])))]
+        elif n.op in ("Pad", "PadV2"):
+            pads = [a + b for a, b in zip(pads, _spatial_pad(graph, n))]
+    zi = taken("zero_insertion")
+    up = _zero_insertion(graph, list(zi), shape) if zi else (1, 1)
+    if start_nchw and c != 1:
         return None
     if start_nchw:
         major, minor, in_h, in_w = cs[0], 1, cs[2], cs[3]
@@ -230,54 +358,15 @@ def match_upfirdn_ref(graph: Graph, conv: Node, shape: ShapeFn) -> UpFirDnMatch 
     if c != minor and not start_nchw:
         return None
 
-    # ---------------------------------------------------------------- forwards
-    cur = conv.output()
-    cs = shape(cur)
-    if cs is None or len(cs) != 4 or any(d <= 0 for d in cs):
+    # ---------------------------------------------------------------- the output side
+    end = m.output
+    cs = shape(end)
+    end_nchw = not taken("to_nhwc")
+    if end_nchw and cs[1] != 1:
         return None
-    nchw, c_out = True, 1
-    down = (1, 1)
-    while True:
-        u = _sole_user(graph, cur)
-        if u is None or not u.data_inputs or u.data_inputs[0] != cur:
-            break
-        us = shape(u.output())
-        if us is None or any(d <= 0 for d in us):
-            break
-        if nchw:
-            if u.op == "Reshape" and len(us) == 4:
-                if us[2:] == cs[2:] and us[0] * us[1] == cs[0] * cs[1]:
-                    c_out = us[1]
-                elif c_out == 1 and cs[1] == 1 and us[1:3] == cs[2:] and us[3] == 1:
-                    nchw = False
-                else:
-                    break
-            elif _perm(graph, u) == [0, 2, 3, 1]:
-                nchw = False
-                transposes += 1
-            else:
-                break
-        else:
-            if u.op == "StridedSlice":
-                spec = _slice_spec(graph, u, cs)
-                if spec is None or spec[0] != (0, cs[0], 1) or spec[3] != (0, cs[3], 1):
-                    break
-                if spec[1][:2] != (0, cs[1]) or spec[2][:2] != (0, cs[2]):
-                    break
-                step = (spec[2][2], spec[1][2])
-                if step != (1, 1):
-                    if down != (1, 1):
-                        break
-                    down = step
-            elif u.op == "Reshape" and us == cs:
-                pass
-            else:
-                break
-        nodes.append(u.name)
-        cur, cs = u.output(), us
-    end, end_nchw = cur, nchw
-    if end_nchw and c_out != 1:
-        return None
+    down = next((st for st in (_down_step(graph, n, shape(n.data_inputs[0]))
+                               for n in taken("out_nhwc") if n.op == "StridedSlice")
+                 if st != (1, 1)), (1, 1))
     out_c = 1 if end_nchw else cs[3]
     if (out_c if not end_nchw else 1) != (minor if not start_nchw else 1):
         return None
@@ -300,38 +389,6 @@ def match_upfirdn_ref(graph: Graph, conv: Node, shape: ShapeFn) -> UpFirDnMatch 
         return None
     return UpFirDnMatch(conv.name, start, start_nchw, end, end_nchw, major, in_h, in_w, minor,
                         up, pad, down, k, nodes, tuple(cs))
-
-
-def _zero_insertion(graph: Graph, r2: Node, shape: ShapeFn) -> tuple | None:
-    """``Reshape(Pad(Reshape(x, [M,H,1,W,1,C]), zeros), [M,H*uy,W*ux,C])``: ``(up, nodes, x)``."""
-    p1_out = r2.data_inputs[0]
-    if _sole_user(graph, p1_out) is None:
-        return None
-    p1 = graph.node(p1_out.node)
-    pads = _pad_spec(graph, p1)
-    if pads is None or len(pads) != 6 or not p1.data_inputs:
-        return None
-    r1_out = p1.data_inputs[0]
-    if _sole_user(graph, r1_out) is None:
-        return None
-    r1 = graph.node(r1_out.node)
-    if r1.op != "Reshape":
-        return None
-    x = r1.data_inputs[0]
-    xs, s6, s4 = shape(x), shape(r1_out), shape(r2.output())
-    if xs is None or s6 is None or s4 is None or len(xs) != 4 or len(s6) != 6:
-        return None
-    m, h, w, c = xs
-    if s6 != (m, h, 1, w, 1, c):
-        return None
-    zero = [0, 0]
-    if [pads[0], pads[1], pads[3], pads[5]] != [zero] * 4 or pads[2][0] or pads[4][0]:
-        return None
-    uy, ux = pads[2][1] + 1, pads[4][1] + 1
-    if s4 != (m, h * uy, w * ux, c):
-        return None
-    return (ux, uy), [p1.name, r1.name], x
-
 
 
 def raise_match(graph: Graph, rw: Rewriter, m: UpFirDnMatch, shape: ShapeFn,
@@ -416,9 +473,10 @@ class RaiseUpFirDn2DRef(Pass):
         if not convs:
             return  # nothing to match: skip shape inference
         shape = shape_lookup(graph)
+        matcher = Matcher(upfirdn_ref_pattern(shape))
         matches = []
         for conv in convs:
-            m = match_upfirdn_ref(graph, conv, shape)
+            m = match_upfirdn_ref(graph, conv, shape, matcher)
             if m is not None:
                 matches.append(m)
         dead: list[str] = []

@@ -27,11 +27,34 @@ def test_builtins_load_through_the_plugin_entry_point():
     assert any(m.startswith("graphsurgery.rules.") for m in modules)
 
 
+def _modules(folder: Path) -> list[Path]:
+    """The public modules of ``folder`` (an empty or missing folder fails the caller)."""
+    return sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
+
+
 def test_one_file_per_pass_and_tests_mirror_passes():
-    for path in (ROOT / "passes" / "core").glob("*.py"):
-        if path.name.startswith("_"):
-            continue
-        assert (ROOT / "tests" / "passes" / "core" / f"test_{path.name}").exists(), path.name
+    folders = sorted(p for p in (ROOT / "passes").iterdir() if (p / "__init__.py").exists())
+    assert {"core", "stylegan"} <= {f.name for f in folders}
+    mirrored = {(ROOT / "rules"): ROOT / "tests" / "rules"}
+    mirrored.update({f: ROOT / "tests" / "passes" / f.name for f in folders})
+    for folder, tests in mirrored.items():
+        modules = _modules(folder)
+        assert modules, f"no modules found in {folder}: the layout test would test nothing"
+        missing = [p.name for p in modules if not (tests / f"test_{p.name}").exists()]
+        assert not missing, f"{folder.relative_to(ROOT)}: no test file in {tests} for {missing}"
+
+
+def test_layout_test_sees_the_known_modules():
+    assert "dce.py" in {p.name for p in _modules(ROOT / "passes" / "core")}
+    assert "raise_upfirdn2d_ref.py" in {p.name for p in _modules(ROOT / "passes" / "stylegan")}
+    assert "scalings.py" in {p.name for p in _modules(ROOT / "rules")}
+    assert _modules(ROOT / "no-such-folder") == []  # which the mirror test refuses
+
+
+def test_package_is_typed():
+    assert (ROOT / "graphsurgery" / "py.typed").exists()
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "py.typed" in conf["package-data"]["graphsurgery"]
 
 
 def test_wheel_lists_every_package_folder():

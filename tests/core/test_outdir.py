@@ -321,7 +321,6 @@ def test_reproducer_paths_printed_are_final(capsys, tmp_path, model, monkeypatch
 
 
 def test_audit_path_in_summary_is_final(capsys, tmp_path, model):
-    pytest.importorskip("tensorflow")
     out = tmp_path / "out"
     code, _, err = run_cli(capsys, "run", model, "-p", "core::remove_identity", "-o", out)
     assert code == 0, err

@@ -61,7 +61,7 @@ def _test_passes():
 
 def test_text_round_trip_and_editing():
     p = gs.Pipeline.parse("t::drop_identity(limit=1), fixpoint(max_iter=3){t::typed(size=64)}")
-    assert str(p) == "t::drop_identity(limit=1),fixpoint(max_iter=3){t::typed(size=64)}"
+    assert p.text() == "t::drop_identity(limit=1),fixpoint(max_iter=3){t::typed(size=64)}"
     assert isinstance(p.items[1], Fixpoint)
     p.append("t::typed", mode="input").insert(0, "t::flip")
     p.set_options("t::typed", strict="true")

@@ -91,7 +91,7 @@ def _write(path, data):
 
 
 def test_pbtxt_written_by_tensorflow_loads(tmp_path):
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     graph = tf.Graph()
     with graph.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
@@ -105,7 +105,7 @@ def test_pbtxt_written_by_tensorflow_loads(tmp_path):
 
 
 def test_saved_pbtxt_is_what_tensorflow_writes(tmp_path):
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     from google.protobuf import text_format
 
     graph = tf.Graph()
@@ -199,7 +199,7 @@ def _saved_model_with_side_effect(tf, export_dir, target, *, serve_uses_resource
 
 
 def test_savedmodel_initializers_are_reported_not_run(tmp_path, caplog, monkeypatch):
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     target = str(tmp_path / "written_by_model")
     _saved_model_with_side_effect(tf, tmp_path / "sm", target, serve_uses_resource=False)
 
@@ -218,7 +218,7 @@ def test_savedmodel_initializers_are_reported_not_run(tmp_path, caplog, monkeypa
 
 
 def test_savedmodel_needing_an_initializer_is_refused(tmp_path):
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
     target = str(tmp_path / "written_by_model")
     _saved_model_with_side_effect(tf, tmp_path / "sm", target, serve_uses_resource=True)
     with pytest.raises(gs.InputError, match=r"sm: .*resource 'res'.*not a variable"):
@@ -227,7 +227,7 @@ def test_savedmodel_needing_an_initializer_is_refused(tmp_path):
 
 
 def test_savedmodel_nested_functions_and_captures_match_tensorflow(tmp_path):
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
 
     class Inner(tf.Module):
         def __init__(self):
@@ -268,7 +268,7 @@ def test_savedmodel_nested_functions_and_captures_match_tensorflow(tmp_path):
 def test_savedmodel_cond_reading_variables_is_lowered(tmp_path):
     """tf.cond whose branches read variables: the If is lowered to Switch/Merge (as freezing
     with TensorFlow did) and the variables become constants; a while_loop stays functional."""
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
 
     class C(tf.Module):
         def __init__(self):
@@ -295,7 +295,7 @@ def test_savedmodel_cond_reading_variables_is_lowered(tmp_path):
 
 
 def test_savedmodel_gather_and_shape_of_variables(tmp_path):
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
 
     class E(tf.Module):
         def __init__(self):

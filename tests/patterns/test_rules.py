@@ -187,3 +187,62 @@ def test_register_rules_as_pass():
                    before={"Mul": 2, "AddV2": 0}, after={"Mul": 0, "AddV2": 1})
     finally:
         unregister_pass(pass_id)
+
+
+# ---------------------------------------------------------------------- where with reasons
+def test_where_may_say_why_it_rejects():
+    from graphsurgery.patterns import Verdict
+
+    g = _scale_graph()
+    says = Rule("says", MUL_ONE.pattern, lambda b, m: m["x"],
+                where=lambda m, graph: f"{m.root.name} is kept for the demo")
+    assert says.match(g, "m_one") is None
+    assert says.explain(g, "m_one") == (
+        "node 'm_one': the pattern matches but the rule's where rejects it: "
+        "m_one is kept for the demo"
+    )
+    verdict = Rule("verdict", MUL_ONE.pattern, lambda b, m: m["x"],
+                   where=lambda m, graph: Verdict.fail("x is an input"))
+    assert verdict.match(g, "m_one") is None
+    assert verdict.explain(g, "m_one").endswith("where rejects it: x is an input")
+    ok = Rule("ok", MUL_ONE.pattern, lambda b, m: m["x"], where=lambda m, graph: Verdict.ok())
+    assert ok.match(g, "m_one") is not None
+    rw = gs.Rewriter(g, "test::rules")
+    assert RuleSet([says, verdict]).apply(g, rw) == 0 and not rw.changed
+    assert RuleSet([says, ok]).apply(g, rw) == 1
+
+
+def test_node_where_may_say_why():
+    g = _scale_graph()
+    pat = P("Mul", Any(), P("Const"), where=lambda n, graph: f"{n.name} is not wanted")
+    assert pat.explain(g, "m_one") == "node 'm_one' fails the where predicate: m_one is not wanted"
+    assert pat.match(g, "m_one") is None
+
+
+def test_rule_counts_reach_the_pass_record(caplog):
+    import logging
+
+    pass_id = "test_patterns::counted"
+    register_rules(pass_id, [MUL_ONE, TWICE], doc="""Count rules.
+
+    Before::
+
+        y = Mul(x, 1) * 2
+
+    After::
+
+        y = x + x
+    """)
+    try:
+        g = _scale_graph()
+        with caplog.at_level(logging.INFO, logger="graphsurgery"):
+            result = gs.Pipeline.parse(pass_id).run(g, instruments=[gs.LogOpDeltas()])
+        (record,) = result.records
+        assert record.rule_counts == {"mul_one": 1, "double_to_add": 1}
+        assert result.to_json()["passes"][0]["rule_counts"] == {"mul_one": 1, "double_to_add": 1}
+        assert f"{pass_id}: rules double_to_add x1, mul_one x1" in caplog.text
+        # a pass that ran no rules records none
+        again = gs.Pipeline.parse(pass_id).run(g)
+        assert again.records[0].rule_counts == {}
+    finally:
+        unregister_pass(pass_id)

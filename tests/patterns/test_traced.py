@@ -9,6 +9,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
+
 import graphsurgery as gs  # noqa: E402
 from graphsurgery.patterns import (  # noqa: E402
     Rule,
@@ -19,8 +21,6 @@ from graphsurgery.patterns import (  # noqa: E402
     traced,
 )
 from graphsurgery.testing import run_tf  # noqa: E402
-
-tf = pytest.importorskip("tensorflow")
 
 
 @traced

@@ -84,3 +84,14 @@ def test_reshape_to_its_own_shape_goes_and_the_bias_then_moves():
                        before={"Reshape": 1}, after={"Reshape": 0})
     (reader,) = after.users(after.nodes("DepthwiseConv2dNative")[0].name)
     assert reader.op == "AddV2" and after.is_const(reader.data_inputs[1])
+
+
+def test_explain_says_why_a_bias_stays_put():
+    from graphsurgery.rules.elementwise import BIAS_FIRST
+
+    big = _RNG.standard_normal((8, 8, 16)).astype(np.float32)
+    g, _ = tf_graph(lambda tf, x, noise: tf.nn.conv2d(x, _W, 1, "SAME") + noise + big,
+                    x=(1, 8, 8, 4), noise=(1, 8, 8, 1))
+    outer = g.consumers(g.nodes("AddV2")[0].output())[0][0]
+    assert BIAS_FIRST.explain(g, outer.name).endswith(
+        "where rejects it: the constant c [8, 8, 16] is over 1/16 of the output [1, 8, 8, 16]")

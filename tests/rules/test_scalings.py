@@ -9,10 +9,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
+
 import graphsurgery as gs  # noqa: E402
 from graphsurgery.testing import check_pass  # noqa: E402
-
-tf = pytest.importorskip("tensorflow")
 
 PASS = "core::fold_scalings"
 RNG = np.random.default_rng(0)
@@ -158,3 +158,21 @@ def test_one_value_const_too_large_to_decode_is_left_alone():
     result = gs.Pipeline.parse(PASS).run(graph)
     assert result.ok
     assert graph.op_counts() == {"Const": 2, "Mul": 1}
+
+
+def test_explain_says_why_a_chain_is_not_folded():
+    from graphsurgery.rules.scalings import DIV_DIV, MUL_ONE
+
+    g = gs.Graph([], inputs=[], outputs=[])
+    rw = gs.Rewriter(g, "test::build")
+    i32, f32 = gs.DType.int32, gs.DType.float32
+    x = rw.placeholder("x", i32, [2]).output()
+    d1 = rw.add_node("RealDiv", [x, rw.const(np.int32(3), name="c1")], {"T": i32}, name="d1")
+    rw.add_node("RealDiv", [d1, rw.const(np.int32(5), name="c2")], {"T": i32}, name="d2")
+    y = rw.placeholder("y", f32, [2]).output()
+    one = rw.const(np.ones(2, np.float64), name="one", dtype=gs.DType.float64)
+    rw.add_node("Mul", [y, one], {"T": f32}, name="m")
+    assert DIV_DIV.explain(g, "d2").endswith(
+        "the rule's where rejects it: T is int32, not a floating type")
+    assert MUL_ONE.explain(g, "m").endswith(
+        "the rule's where rejects it: the constant one is float64, T is float32")

@@ -13,11 +13,11 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
+
 from graphsurgery import zoo  # noqa: E402
 from graphsurgery.zoo import stylegan1  # noqa: E402
 from graphsurgery.zoo.stylegan1 import PRESETS, StyleGAN1Config, build_stylegan1  # noqa: E402
-
-tf = pytest.importorskip("tensorflow")
 
 TINY = ["sg1-tiny", "sg1-tiny-linear", "sg1-tiny-const-noise", "sg1-tiny-fused"]
 CONVS = ("Conv2D", "DepthwiseConv2dNative", "Conv2DBackpropInput")

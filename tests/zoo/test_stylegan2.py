@@ -13,11 +13,11 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
+
 from graphsurgery import zoo  # noqa: E402
 from graphsurgery.zoo import sgops  # noqa: E402
 from graphsurgery.zoo.stylegan2 import PRESETS, build_gs  # noqa: E402
-
-tf = pytest.importorskip("tensorflow")
 
 TINY = [n for n in PRESETS if n.startswith("sg2-tiny")]
 RUNNABLE_TINY = [n for n in TINY if PRESETS[n].impl == "ref"]

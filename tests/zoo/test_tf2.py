@@ -7,14 +7,13 @@ import os
 from dataclasses import replace
 
 import numpy as np
-import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
+
 from graphsurgery import zoo  # noqa: E402
 from graphsurgery.zoo import tf2, tf2_module  # noqa: E402
-
-tf = pytest.importorskip("tensorflow")
 
 
 @functools.cache

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf  # noqa: E402
 
 import graphsurgery as gs
 from graphsurgery.testing import check_pass, run_pass, run_tf
 
-tf = pytest.importorskip("tensorflow")
 v1 = tf.compat.v1
 F32 = gs.DType.float32
 X = np.array([[-1.0, 0.5, 2.0]], np.float32)

@@ -8,13 +8,11 @@ from pathlib import Path
 import graphsurgery.passes.core.output_format  # noqa: F401
 import graphsurgery.passes.core.to_nhwc  # noqa: F401
 import numpy as np
-import pytest
+import tensorflow as tf  # noqa: E402
 
 import graphsurgery as gs
 from graphsurgery.runners import ReferenceRunner
 from graphsurgery.testing import random_feeds, run_pass, run_tf
-
-tf = pytest.importorskip("tensorflow")
 
 PASS = "core::output_format"
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import tensorflow as tf  # noqa: E402
 
 import graphsurgery as gs
 from graphsurgery.testing import check_pass, run_tf
 from graphsurgery.tfcompat import control_flow_v1
 
-tf = pytest.importorskip("tensorflow")
 v1 = tf.compat.v1
 F32 = gs.DType.float32
 X = np.array([[-1.0, 0.5, 2.0]], np.float32)

@@ -7,13 +7,13 @@ import logging
 
 import numpy as np
 import pytest
+import tensorflow as tf  # noqa: E402
 
 import graphsurgery as gs
 from graphsurgery.ir import proto
 from graphsurgery.testing import check_pass, run_pass, run_tf
 from graphsurgery.tfcompat import control_flow_v1
 
-tf = pytest.importorskip("tensorflow")
 v1 = tf.compat.v1
 F32 = gs.DType.float32
 W = np.array([1.5, 2.0], np.float32)

@@ -16,6 +16,7 @@ from pathlib import Path
 import graphsurgery.passes.core.to_nhwc  # noqa: F401
 import numpy as np
 import pytest
+import tensorflow as tf  # noqa: E402
 from graphsurgery.passes.core._layout import (
     P,
     canonical_strided_slice,
@@ -27,8 +28,6 @@ from graphsurgery.passes.core._layout import (
 import graphsurgery as gs
 from graphsurgery.runners import ReferenceRunner
 from graphsurgery.testing import assert_equivalent, random_feeds, run_pass
-
-tf = pytest.importorskip("tensorflow")
 
 PASS = "core::to_nhwc"
 NCHW_OPS = ("Conv2D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "BiasAdd", "MaxPool",
