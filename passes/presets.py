@@ -1,8 +1,6 @@
-"""Built-in pipeline presets of the core."""
+"""The core's pipeline presets and groups (StyleGAN's live in ``passes/stylegan/presets.py``)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from graphsurgery.pipeline import register_group, register_pipeline
 
@@ -35,72 +33,3 @@ register_group(
     "fold constants, arithmetic identities and scaling chains, merge duplicates, drop dead "
     "nodes, until nothing changes",
 )
-
-
-@register_pipeline("stylegan", "frozen StyleGAN / StyleGAN2 (reference or custom ops) / TF2 "
-                   "generator -> builtin ops, NHWC, rank <= 4, constant filters (any target)")
-def stylegan() -> str:
-    return ",".join([
-        # 1. Make the graph importable and pick the progressive-growing level before any
-        #    folding: lod decides which Switch branches live.
-        "core::strip_training",
-        # 2. Choices about what the model computes come first, while the structure they
-        #    look for is intact: folding the control flow for lod 0 removes the lower
-        #    resolutions' ToRGB layers that pruning cuts to, and truncation must be set
-        #    before split separates the mapping from the synthesis.
-        "stylegan::prune_resolution",
-        "stylegan::truncation",
-        "stylegan::split",
-        "stylegan::set_lod",
-        # 3. A fixed batch turns shape arithmetic (Shape(x)[0] -> noise shapes, tiling of
-        #    the learned constant) into constants.
-        "core::set_batch",
-        "core::fold_shapes",
-        "core::fold_switch_merge",
-        "core::remove_identity",
-        # 4. Noise becomes a constant (or a named input) before folding, so noise * weight
-        #    folds where it does not grow the model.
-        "stylegan::noise",
-        "core::canonicalize",
-        # 5. Custom ops and the reference upfirdn2d chains become rank <= 4 builtins; the
-        #    ref chain must be raised before anything else touches its 6-D pads.
-        "stylegan::lower_fused_bias_act",
-        "stylegan::raise_upfirdn2d_ref",
-        "stylegan::lower_upfirdn2d",
-        # 6. Run-time convolution weights become constant filters with per-channel scales.
-        "stylegan::unfuse_modconv",
-        # 7. The remaining rank > 4 tensors (v1's 6-D upscale and 5-D styles).
-        "stylegan::lower_upscale_6d",
-        "stylegan::lower_style_5d",
-        "core::canonicalize",
-        # 8. Output format, then layout last: every op the layout pass converts exists by
-        #    now (the uint8 conversion included, so the boundary Transpose is the very last
-        #    op), and nothing after it introduces NCHW again.
-        "core::output_format",
-        "core::to_nhwc",
-        # 9. Up-sampling transposed convolutions as phase convolutions, which LiteRT's
-        #    XNNPACK runs about twice as fast (needs NHWC): the TFLite target's
-        #    tflite::polyphase_transpose_conv goes here (stylegan-to-tflite).
-        #    StyleGAN2's separable 4x4 FIR filter as two 1-D depthwise convolutions.
-        "core::separable_depthwise",
-        # 10. Fewer passes over the big activations: two-op idioms as one op, then chains
-        #    of per-channel scalings and shifts (instance norm + style, gain + modulation)
-        #    as one multiply and one add.
-        "core::fuse_elementwise",
-        "core::fold_affine_chains",
-        "core::canonicalize",
-        # 11. The TFLite target's tflite::guard_broadcast_folding goes here: it keeps the
-        #    converter from folding noise + bias into one [1,H,W,C] constant per layer.
-        # 12. An input nothing reads (labels_in [N, 0] of unconditional generators) would
-        #    be a zero-size model input.
-        "core::dce(prune_inputs=true)",
-    ])
-
-
-@register_pipeline("stylegan-to-tflite", "stylegan + the TFLite target's passes -> a "
-                   "TFLite-clean graph")
-def stylegan_to_tflite() -> Any:
-    from graphsurgery.pipeline import Pipeline
-    from graphsurgery.targets import get_target
-
-    return get_target("tflite").extend(Pipeline.preset("stylegan"))

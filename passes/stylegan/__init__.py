@@ -11,6 +11,7 @@ from . import (  # noqa: F401
     lower_upfirdn2d,
     lower_upscale_6d,
     noise,
+    presets,
     prune_resolution,
     raise_upfirdn2d_ref,
     set_lod,
