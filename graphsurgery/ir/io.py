@@ -2,7 +2,9 @@
 
 ``load`` accepts a frozen GraphDef ``.pb``, a ``.pbtxt``, a TF2 SavedModel directory
 (frozen through its serving signature by reading its files as data: nothing of the model
-runs), a ``tf.Graph``, or a GraphDef object. Every tensor attribute is checked against its
+runs), an NVlabs pickle ``.pkl`` (read by a restricted unpickler and rebuilt from its
+weights, :mod:`graphsurgery.ir.pickle`: nothing of the file runs), a ``tf.Graph``, or a
+GraphDef object. Every tensor attribute is checked against its
 declared dtype and shape when loaded (:func:`attrs.tensor_problem`), naming the node. Binary
 files are parsed one node at a time, so a deleted constant frees its memory and no
 second copy of the file is kept; saving streams nodes to a temporary file that is
@@ -120,10 +122,7 @@ def _load_path(path: Path, kwargs: dict[str, Any], progress: Progress | None, si
             return _load_saved_model(path, kwargs, sig)
         raise InputError(f"{path}: a directory that is not a SavedModel (no saved_model.pb)")
     if path.suffix in _PICKLE_SUFFIXES:
-        raise InputError(
-            f"{path}: pickles can execute code when loaded; graphsurgery does not unpickle "
-            "models. Freeze the network to a GraphDef .pb in its own environment first"
-        )
+        return _load_pickle(path, kwargs)
     size = path.stat().st_size
     if size == 0:
         raise InputError(f"{path}: empty file")
@@ -145,6 +144,20 @@ def _load_path(path: Path, kwargs: dict[str, Any], progress: Progress | None, si
             raise InputError(f"{path}: not a GraphDef (a node without a name or op)")
     return Graph(
         nodes, versions=rest.versions, library=rest.library, source=str(path), **kwargs
+    )
+
+
+def _load_pickle(path: Path, kwargs: dict[str, Any]) -> Graph:
+    """An NVlabs pickle read as data and its generator rebuilt from the weights
+    (:mod:`graphsurgery.ir.pickle`: nothing in the file runs; anything the restricted
+    unpickler cannot prove to be plain data is refused)."""
+    from .pickle import load_pickle
+
+    model = load_pickle(path)
+    return Graph.from_graph_def(
+        model.graph_def, source=str(path),
+        inputs=kwargs["inputs"] if kwargs["inputs"] is not None else model.inputs,
+        outputs=kwargs["outputs"] if kwargs["outputs"] is not None else model.outputs,
     )
 
 

@@ -109,8 +109,9 @@ def test_pbtxt_syntax_error_names_the_line(tmp_path):
         gs.load(path)
 
 
-def test_pickles_are_refused(tmp_path):
+def test_pickle_without_a_network_is_refused(tmp_path):
+    # Pickles are read as data (tests/ir/test_pickle.py); one holding no network is an error.
     path = tmp_path / "network.pkl"
     path.write_bytes(b"\x80\x04K\x01.")
-    with pytest.raises(gs.InputError, match="does not unpickle"):
+    with pytest.raises(gs.InputError, match="holds no NVlabs network"):
         gs.load(path)
