@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import VerificationError
+from .errors import InputError, VerificationError
 from .ir.graph import Graph, Node
 from .ir.names import TensorRef
 from .targets.base import Finding
@@ -62,6 +63,196 @@ def lint_tflite(graph: Graph) -> list[Finding]:
 def check_tflite(graph: Graph) -> list[Finding]:
     """:func:`check` for the TFLite target."""
     return check(graph, "tflite")
+
+
+# ---------------------------------------------------------------------------- the report
+@dataclass
+class RuleGroup:
+    """Every finding of one rule: how many, which nodes, and what fixes it."""
+
+    rule: str
+    severity: str
+    description: str
+    fixed_by: str
+    findings: list[Finding] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "severity": self.severity, "count": len(self.findings),
+                "description": self.description, "fixed_by": self.fixed_by or None,
+                "nodes": [{"node": f.node, "op": f.op, "reason": f.reason}
+                          for f in self.findings]}
+
+
+@dataclass
+class CheckReport:
+    """What ``graphsurgery check`` prints: findings grouped by rule, FLOPs and parameters.
+
+    Errors first, then warnings; within each, the rule with most findings first.
+    """
+
+    model: str
+    target: str
+    nodes: int
+    groups: list[RuleGroup]
+    flops: dict[str, Any] | None
+    parameters: int | None
+    #: "graph" (a lint before conversion) or "artefact" (the audit of a converted model).
+    kind: str = "graph"
+
+    @property
+    def errors(self) -> int:
+        return sum(len(g.findings) for g in self.groups if g.severity == "error")
+
+    @property
+    def warnings(self) -> int:
+        return sum(len(g.findings) for g in self.groups if g.severity != "error")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON ``check --json`` prints (strict: no NaN or Infinity)."""
+        flops = None
+        if self.flops is not None:
+            flops = {k: self.flops[k] for k in ("conv", "matmul", "total")}
+            flops["unknown_nodes"] = len(self.flops["unknown"])
+        return {"model": self.model, "kind": self.kind, "target": self.target,
+                "nodes": self.nodes,
+                "clean": self.errors == 0, "errors": self.errors, "warnings": self.warnings,
+                "flops": flops, "parameters": self.parameters,
+                "rules": [g.to_json() for g in self.groups]}
+
+    def lines(self, per_rule: int | None = 2) -> list[str]:
+        """One block per rule: ``error no-random (12): ...``, its first ``per_rule`` nodes
+        (all when None) and the fix; then FLOPs, parameters and the verdict."""
+        out = []
+        for g in self.groups:
+            out.append(f"{g.severity} {g.rule}: {len(g.findings)} node(s); {g.description}")
+            shown = g.findings if per_rule is None else g.findings[:per_rule]
+            last = None
+            for f in shown:  # the lint's own line for each node; a repeated reason once
+                what = f"{f.node} ({f.op})" if f.op else f.node
+                why = f": {f.reason}" if f.reason and f.reason != last else ""
+                out.append(f"  {f.severity}: {what}{why}")
+                last = f.reason
+            if len(shown) < len(g.findings):
+                out.append(f"  ... and {len(g.findings) - len(shown)} more (-v lists all)")
+            if g.fixed_by:
+                out.append(f"  fix: {g.fixed_by}")
+        if self.parameters is None:
+            pass
+        elif self.flops is not None:
+            f = self.flops
+            unknown = f" ({len(f['unknown'])} nodes of unknown shape)" if f["unknown"] else ""
+            out.append(f"FLOPs: {_si(f['total'])} (conv {f['conv']:,}, matmul {f['matmul']:,})"
+                       f"{unknown}; parameters: {_si(self.parameters)} ({self.parameters:,})")
+        else:
+            out.append(f"parameters: {_si(self.parameters)} ({self.parameters:,})")
+        verdict = "clean" if not self.errors else "NOT clean"
+        if self.kind == "artefact":
+            out.append(f"{self.model}: audit for target {self.target}: {self.errors} "
+                       f"violation(s): {verdict}")
+        else:
+            out.append(f"{self.model}: {self.nodes} nodes; {self.errors} blocker(s), "
+                       f"{self.warnings} warning(s) for target {self.target}: {verdict}")
+        return out
+
+
+def _si(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return str(int(n))
+
+
+def check_report(graph: Graph, target: str = "tflite", model: str = "") -> CheckReport:
+    """:func:`lint` grouped by rule (with each rule's fix), FLOPs and the parameter count."""
+    from .errors import GraphSurgeryError
+    from .targets import get_target
+
+    tgt = get_target(target)
+    groups: dict[tuple[str, str], RuleGroup] = {}
+    for f in tgt.lint(graph):
+        key = (f.rule, f.severity)
+        if key not in groups:
+            rule = tgt.rule(f.rule)
+            groups[key] = RuleGroup(f.rule or "other", f.severity,
+                                    rule.description if rule else "",
+                                    getattr(rule, "fixed_by", "") if rule else "")
+        groups[key].findings.append(f)
+    order = sorted(groups.values(), key=lambda g: (g.severity != "error", -len(g.findings),
+                                                    g.rule))
+    try:
+        flops: dict[str, Any] | None = count_flops(graph)
+    except GraphSurgeryError as exc:  # shape inference may not cover every graph
+        log.info("FLOPs not counted: %s", exc)
+        flops = None
+    return CheckReport(model or graph.source or "<graph>", target, len(graph), order, flops,
+                       count_parameters(graph))
+
+
+def artefact_target(path: str) -> str | None:
+    """The registered target whose models end like ``path`` (``.tflite``...), or None."""
+    from pathlib import Path
+
+    from .targets import all_targets
+
+    suffix = Path(path.rstrip("/")).suffix.lower()
+    if not suffix or suffix in (".pb", ".pbtxt"):
+        return None
+    for name, target in all_targets().items():
+        if Path(target.filename).suffix.lower() == suffix:
+            return name
+    return None
+
+
+def check_artefact(path: str, target: str) -> CheckReport:
+    """The target's audit of a converted model (a ``.tflite``...), grouped by rule like
+    :func:`check_report`: the same rule ids, each violation listed under its rule."""
+    from pathlib import Path
+
+    from .targets import Artefact, get_target
+    from .targets.base import violation_rule
+
+    tgt = get_target(target)
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such file")
+    size = p.stat().st_size if p.is_file() else 0
+    audit = tgt.audit(Artefact(tgt.name, p, size))
+    groups: dict[str, RuleGroup] = {}
+    for line in audit.violations:
+        rule_id = violation_rule(line)
+        detail = line.split(":", 1)[1].strip() if ":" in line else line
+        if rule_id not in groups:
+            rule = tgt.rule(rule_id)
+            groups[rule_id] = RuleGroup(rule_id, rule.severity if rule else "error",
+                                        rule.description if rule else "",
+                                        getattr(rule, "fixed_by", "") if rule else "")
+        groups[rule_id].findings.append(Finding(detail, "", "", groups[rule_id].severity,
+                                                rule_id))
+    order = sorted(groups.values(), key=lambda g: (g.severity != "error", -len(g.findings),
+                                                    g.rule))
+    return CheckReport(str(path), tgt.name, 0, order, None, None, kind="artefact")
+
+
+def count_parameters(graph: Graph) -> int:
+    """Elements of every floating-point constant (weights, biases): the parameter count.
+
+    Read from the constants' shapes, never decoding them.
+    """
+    from .ir.dtypes import DType
+
+    total = 0
+    for node in graph.nodes("Const"):
+        try:
+            dtype = DType.of(node.attr("dtype"))
+        except Exception:  # noqa: BLE001 - an odd dtype attribute is not a parameter
+            continue
+        if not dtype.is_floating:
+            continue
+        n = 1
+        for d in graph.const_shape(node.name):
+            n *= int(d)
+        total += n
+    return total
 
 
 # ---------------------------------------------------------------------------- shapes

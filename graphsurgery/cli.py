@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .driver import EXIT_OK, EXIT_PROBLEMS, Result, parse_input_spec
 from .errors import GraphSurgeryError, UsageError, VerificationError
 from .ir.graph import Graph
+
+if TYPE_CHECKING:
+    from .progress import Progress
 
 log = logging.getLogger("graphsurgery")
 
@@ -31,72 +35,76 @@ class _ArgumentParser(argparse.ArgumentParser):
     """argparse that raises UsageError (one line, exit 2) instead of printing usage."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
+        raise UsageError(message + self._suggestion(message))
+
+    def _suggestion(self, message: str) -> str:
+        """``; did you mean --verify?`` for an unknown option, or an invalid choice."""
+        from .registry import did_you_mean
+
+        if message.startswith("unrecognized arguments: "):
+            first = message.split(": ", 1)[1].split()[0]
+            if first.startswith("-"):
+                return did_you_mean(first.split("=")[0], self._option_string_actions)
+        if "invalid choice: " in message:
+            bad = message.split("invalid choice: ", 1)[1].split(" ")[0].strip("'")
+            for action in self._actions:
+                if action.choices and bad and f"'{bad}'" in message:
+                    return did_you_mean(bad, action.choices)
+        return ""
 
 
 # ---------------------------------------------------------------------- helpers
-def _progress(label: str, enabled: bool) -> Any:
-    """A progress callback printing ``label: 45%`` on stderr, or None."""
-    if not enabled:
-        return None
-    state = {"last": -1}
+def _display(args: argparse.Namespace) -> Progress:
+    """The progress display: on stderr when it is a terminal, never with ``-q``."""
+    from .progress import for_terminal
 
-    def report(done: int, total: int) -> None:
-        pct = int(100 * done / max(total, 1))
-        if pct // 10 != state["last"] // 10 or done >= total:
-            state["last"] = pct
-            end = "\n" if done >= total else ""
-            sys.stderr.write(f"\r{label}: {pct:3d}%{end}")
-            sys.stderr.flush()
-
-    return report
-
-
-def _show_progress(args: argparse.Namespace, path: Path | None = None) -> bool:
-    if getattr(args, "verbose", 0):
-        return True
-    if not sys.stderr.isatty():
-        return False
-    try:
-        return path is not None and path.is_file() and path.stat().st_size > (16 << 20)
-    except OSError:
-        return False
+    return for_terminal(quiet=getattr(args, "quiet", False))
 
 
 def _load(args: argparse.Namespace, model: str, inputs: list[str] | None = None,
           outputs: list[str] | None = None) -> Graph:
     from .driver import load_model
 
-    progress = _progress(f"loading {Path(model).name}", _show_progress(args, Path(model)))
-    return load_model(model, inputs, outputs, progress=progress)
+    with _display(args) as shown, shown.stage(f"loading {Path(model).name}"):
+        return load_model(model, inputs, outputs,
+                          progress=shown.bytes_callback(f"loading {Path(model).name}"))
+
+
+def _print_json(obj: Any) -> None:
+    from .driver import dump_json
+
+    print(dump_json(obj))
 
 
 # ---------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
     from .driver import convert
 
-    result = convert(
-        args.model, args.pipeline, target=args.target, outdir=args.output,
-        inputs=args.inputs, outputs=args.outputs, verify=args.verify, report=args.report,
-        quantize=args.quantize, seed=args.seed, tolerance=args.tolerance,
-        allow_side_effects=args.allow_side_effects, overrides=args.set, plugins=args.plugin,
-        keep_going=args.keep_going, verify_each=not args.no_verify_each,
-        verify_shapes=args.verify_shapes, dump_changed=args.dump_changed,
-        progress=_progress(f"loading {Path(args.model).name}",
-                           _show_progress(args, Path(args.model))),
-    )
-    print(f"{args.output}: {run_summary_line(result, verbose=args.verbose)}")
+    with _display(args) as shown:
+        result = convert(
+            args.model, args.pipeline, target=args.target, outdir=args.output,
+            inputs=args.inputs, outputs=args.outputs, verify=args.verify, report=args.report,
+            quantize=args.quantize, seed=args.seed, tolerance=args.tolerance,
+            allow_side_effects=args.allow_side_effects, overrides=args.set,
+            plugins=args.plugin, keep_going=args.keep_going,
+            verify_each=not args.no_verify_each, verify_shapes=args.verify_shapes,
+            dump_changed=args.dump_changed, progress=shown,
+        )
+    print(f"{result.outdir}: {run_summary_line(result, verbose=args.verbose)}")
+    for line in result_lines(result):
+        print(line)
     return result.status
 
 
 def run_summary_line(result: Result, verbose: int = 0) -> str:
-    """One line: passes run and changed, node counts, the audit verdict, failed passes."""
+    """One line: passes run and changed, node counts, the audit verdict, failed passes.
+
+    The same with or without ``-v`` (which logs every pass above it): it ends with the
+    pass count, never the whole pipeline text (``graphsurgery pipelines -v`` prints that).
+    """
     changed = sum(1 for r in result.records if r.changed)
     n0, n1 = result.nodes_before, result.nodes_after
-    if verbose:
-        head = f"{result.pipeline} passes, {changed} changed the graph; nodes {n0} -> {n1}"
-    else:
-        head = f"{len(result.records)} passes ({changed} changed the graph); nodes {n0} -> {n1}"
+    head = f"{len(result.records)} passes ({changed} changed the graph); nodes {n0} -> {n1}"
     parts = [head]
     label = _target_label(result.target)
     if result.audit is not None:
@@ -109,6 +117,47 @@ def run_summary_line(result: Result, verbose: int = 0) -> str:
     return "; ".join(parts)
 
 
+def result_lines(result: Result) -> list[str]:
+    """The lines after the summary: the artefact and its audit verdict, the verification
+    figures (max abs error, PSNR) per output, the report. Every path printed exists."""
+    lines = []
+    if result.audit is not None and result.target in result.artefacts:
+        path = result.artefacts[result.target]
+        size = path.stat().st_size if path.exists() else 0
+        audit = result.audit.to_json()
+        if audit.get("clean"):
+            verdict = "clean"
+        else:
+            bad = audit.get("violations") or []
+            verdict = f"NOT clean ({len(bad)} violation(s)" + (f": {bad[0]}" if bad else "") + ")"
+        lines.append(f"  {path} ({_size(size)}): audit {verdict}")
+    ver = result.verification
+    if ver is not None:
+        if "error" in ver:
+            lines.append(f"  verification FAILED: {ver['error']}")
+        for key, val in (result.fidelity or {}).items():
+            if "max_abs" not in val:
+                lines.append(f"  verified {key}: {val.get('error', 'failed')}")
+                continue
+            psnr = val.get("psnr")
+            if psnr == float("inf") or (psnr is None and val.get("psnr_note")):
+                psnr_text = "inf (identical)"
+            else:
+                psnr_text = "n/a" if psnr is None else f"{psnr:.1f} dB"
+            lines.append(f"  verified {key}: max abs error {val['max_abs']:.3g}, "
+                         f"PSNR {psnr_text}")
+        if not ver.get("ok", True) and "error" not in ver:
+            lines.append(f"  verification FAILED (tolerance {ver.get('tolerance')})")
+    report = result.artefacts.get("report")
+    if report is not None and report.exists():
+        lines.append(f"  report: {report}")
+    return lines
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
 def _target_label(name: str | None) -> str:
     from .targets import get_target
 
@@ -119,27 +168,31 @@ def _target_label(name: str | None) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import count_flops, lint
+    from .check import artefact_target, check_artefact, check_report
     from .plugins import load_plugin
     from .targets import get_target
 
     for p in args.plugin:
         load_plugin(p)
-    get_target(args.target)  # an unknown target fails before the model is read
-    graph = _load(args, args.model, args.inputs or None, args.outputs or None)
-    blockers = lint(graph, args.target)
-    errors = [b for b in blockers if b.severity == "error"]
-    for b in blockers:
-        rule = f" [{b.rule}]" if b.rule and args.verbose else ""
-        print(f"{b.severity}: {b.node} ({b.op}): {b.reason}{rule}")
-    try:
-        flops = count_flops(graph)
-        print(f"FLOPs: conv {flops.get('conv', 0):,} matmul {flops.get('matmul', 0):,}")
-    except GraphSurgeryError as exc:  # shape inference may not cover every graph
-        log.info("FLOPs not counted: %s", exc)
-    print(f"{args.model}: {len(errors)} blocker(s), "
-          f"{len(blockers) - len(errors)} warning(s) for target {args.target}")
-    return EXIT_PROBLEMS if errors else EXIT_OK
+    made_for = artefact_target(args.model)  # a converted model: its target's audit
+    if made_for is not None and args.target not in (None, made_for):
+        raise UsageError(f"{args.model} is a {made_for} model; check it with --target "
+                         f"{made_for} (or leave --target out)")
+    target = made_for or args.target or "tflite"
+    get_target(target)  # an unknown target fails before the model is read
+    if made_for is not None:
+        with _display(args) as shown, shown.stage(f"auditing {Path(args.model).name}"):
+            report = check_artefact(args.model, target)
+    else:
+        graph = _load(args, args.model, args.inputs or None, args.outputs or None)
+        with _display(args) as shown, shown.stage("checking"):
+            report = check_report(graph, target, model=args.model)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        for line in report.lines(per_rule=args.nodes if not args.verbose else None):
+            print(line)
+    return EXIT_PROBLEMS if report.errors else EXIT_OK
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -166,11 +219,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_passes(args: argparse.Namespace) -> int:
     from .plugins import load_plugin
-    from .registry import all_passes, describe_options
+    from .registry import all_passes, describe_options, option_json
 
     for p in args.plugin:
         load_plugin(p)
-    for pass_id, cls in all_passes().items():
+    table = all_passes()
+    if args.json:
+        _print_json([{"id": pass_id, "summary": cls.summary(), "module": cls.module,
+                      "options": option_json(cls)} for pass_id, cls in table.items()])
+        return EXIT_OK
+    for pass_id, cls in table.items():
         print(f"{pass_id:34s} {cls.summary()}")
         for line in describe_options(cls):
             print(f"{'':36s}--set {pass_id}.{line}")
@@ -183,6 +241,15 @@ def cmd_pipelines(args: argparse.Namespace) -> int:
 
     for p in args.plugin:
         load_plugin(p)
+    if args.json:
+        _print_json({
+            "presets": [{"name": name, "description": preset.description,
+                         "passes": preset.factory().text()}
+                        for name, preset in presets().items()],
+            "groups": [{"name": name, "description": group.description, "passes": group.text}
+                       for name, group in groups().items()],
+        })
+        return EXIT_OK
     for name, preset in presets().items():
         print(f"{name:22s} {preset.description}")
         if args.verbose:
@@ -238,9 +305,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             what = f"zoo graph {entry.name} ({len(graph)} nodes: {entry.description})"
         save(graph, model)
         print(f"demo: {what}\n  -> {pipeline} -> TFLite, verified against the reference")
-        result = convert(str(model), pipeline, target="tflite", outdir=args.output,
-                         verify=True, report=True, inputs=[str(t) for t in graph.inputs],
-                         outputs=[str(t) for t in graph.outputs])
+        with _display(args) as shown:
+            result = convert(str(model), pipeline, target="tflite", outdir=args.output,
+                             verify=True, report=True, inputs=[str(t) for t in graph.inputs],
+                             outputs=[str(t) for t in graph.outputs], progress=shown)
         print(f"{args.output}: {run_summary_line(result, verbose=args.verbose)}")
         from .demo import describe
 
@@ -277,7 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     target_names = list(all_targets())
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more detail (-vv for debug output)")
+                        help="more detail: each pass's time and op-count changes (-vv: debug "
+                             "output and tracebacks)")
+    common.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress display and no warnings (errors still print)")
+    js = argparse.ArgumentParser(add_help=False)
+    js.add_argument("--json", action="store_true",
+                    help="print strict JSON on stdout instead of text")
     plug = argparse.ArgumentParser(add_help=False)
     plug.add_argument("--plugin", action="append", default=[], metavar="X",
                       help="load passes or targets from a .py file or a module (repeatable)")
@@ -288,14 +362,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     r = sub.add_parser("run", parents=[common, plug], help="run a pipeline over a model")
-    r.add_argument("model", metavar="MODEL")
+    r.add_argument("model", metavar="MODEL",
+                   help="a frozen GraphDef (.pb, .pbtxt) or a TF2 SavedModel folder")
     r.add_argument("-p", "--pipeline", required=True,
-                   help="preset name or pipeline text, e.g. 'core::dce,core::cse'")
+                   help="a preset name (`graphsurgery pipelines`), pipeline text such as "
+                        "'core::dce,core::cse', or @FILE to read the pipeline text from FILE")
     r.add_argument("--inputs", nargs="+", default=[], metavar="NAME[:SHAPE]",
                    help="graph inputs; a shape is written name:1,512 or name:[1,512]")
-    r.add_argument("--outputs", nargs="+", default=[], metavar="NAME")
-    r.add_argument("--set", action="append", default=[], metavar="PASS.OPTION=VALUE")
-    r.add_argument("-o", "--output", required=True, metavar="OUTDIR")
+    r.add_argument("--outputs", nargs="+", default=[], metavar="NAME",
+                   help="graph outputs (default: read from the model)")
+    r.add_argument("--set", action="append", default=[], metavar="PASS.OPTION=VALUE",
+                   help="set a pass option, e.g. core::dce.keep=x (repeatable; options are "
+                        "listed by `graphsurgery passes`)")
+    r.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="the output folder (model.pb, the target's model, summary.json)")
     # Not argparse choices: a --plugin may register a target (checked once plugins load).
     r.add_argument("--target", default="tflite", metavar="|".join([*target_names, "none"]),
                    help="what to export and audit (a registered target, see `graphsurgery "
@@ -310,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let --verify run a graph holding ops that act on this machine "
                         "(WriteFile, ReadFile, ImmutableConst, PrintV2, PyFunc...); without "
                         "it such a graph is not run (random ops are fed seeded noise either way)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=0,
+                   help="seed of --verify's random inputs and noise (default 0)")
     r.add_argument("--keep-going", action="store_true",
                    help="restore the graph after a failing pass and continue (loudly)")
     r.add_argument("--no-verify-each", action="store_true",
@@ -325,17 +406,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "audit, fidelity and output images (with --verify)")
     r.set_defaults(func=cmd_run)
 
-    c = sub.add_parser("check", parents=[common, plug], help="list what blocks conversion")
-    c.add_argument("model", metavar="MODEL")
-    c.add_argument("--target", default="tflite", metavar="|".join(target_names),
-                   help="whose lint rules to check (see `graphsurgery targets`)")
-    c.add_argument("--inputs", nargs="+", default=[], metavar="NAME")
-    c.add_argument("--outputs", nargs="+", default=[], metavar="NAME")
+    c = sub.add_parser("check", parents=[common, plug, js],
+                       help="list what blocks conversion, grouped by rule, with the fix")
+    c.add_argument("model", metavar="MODEL",
+                   help="a frozen GraphDef (.pb, .pbtxt), a TF2 SavedModel folder, or a "
+                        "converted model (.tflite...: its target's audit)")
+    c.add_argument("--target", default=None, metavar="|".join(target_names),
+                   help="whose lint rules to check (default tflite, or the target a "
+                        "converted model was made for; see `graphsurgery targets`)")
+    c.add_argument("--inputs", nargs="+", default=[], metavar="NAME",
+                   help="graph inputs (default: the placeholders)")
+    c.add_argument("--outputs", nargs="+", default=[], metavar="NAME",
+                   help="graph outputs (default: read from the model)")
+    c.add_argument("--nodes", type=int, default=2, metavar="N",
+                   help="nodes named per rule (default 2; -v names all)")
     c.set_defaults(func=cmd_check)
 
     d = sub.add_parser("diff", parents=[common], help="compare two graphs")
-    d.add_argument("before", metavar="BEFORE")
-    d.add_argument("after", metavar="AFTER")
+    d.add_argument("before", metavar="BEFORE", help="the graph before (.pb, .pbtxt)")
+    d.add_argument("after", metavar="AFTER", help="the graph after (.pb, .pbtxt)")
     d.add_argument("-o", "--output", required=True, metavar="FILE",
                    help=".json or .txt: the node lists; .svg, .html or .dot: a drawing")
     d.add_argument("--context", type=int, default=1, metavar="K",
@@ -355,28 +444,34 @@ def build_parser() -> argparse.ArgumentParser:
                         "OUTDIR/report/ when present)")
     d.set_defaults(func=cmd_diff)
 
-    ps = sub.add_parser("passes", parents=[common, plug], help="list registered passes")
+    ps = sub.add_parser("passes", parents=[common, plug, js], help="list registered passes")
     ps.set_defaults(func=cmd_passes)
-    pl = sub.add_parser("pipelines", parents=[common, plug], help="list pipeline presets")
+    pl = sub.add_parser("pipelines", parents=[common, plug, js], help="list pipeline presets")
     pl.set_defaults(func=cmd_pipelines)
     tg = sub.add_parser("targets", parents=[common, plug], help="list targets and their rules")
     tg.set_defaults(func=cmd_targets)
 
     dm = sub.add_parser("demo", parents=[common], help="convert a built-in StyleGAN2 graph "
                         "to a TFLite-clean model, verified, with a report")
-    dm.add_argument("-o", "--output", default="demo-out", metavar="OUTDIR")
+    dm.add_argument("-o", "--output", default="demo-out", metavar="OUTDIR",
+                    help="the output folder (default demo-out)")
     dm.add_argument("--model", default="sg2-tiny-cuda", metavar="NAME",
                     help="a zoo preset (`graphsurgery zoo list`), or 'builtin' for the small "
                     "generic-pipeline graph (default: sg2-tiny-cuda)")
     dm.set_defaults(func=cmd_demo)
 
+    from .zoo.nvlabs import add_import_parser  # `import`: NVlabs pickles, read as data
+
+    add_import_parser(sub, [common])
+
     z = sub.add_parser("zoo", parents=[common], help="StyleGAN-family graphs to try")
     zsub = z.add_subparsers(dest="zoo_cmd", metavar="list|build", parser_class=_ArgumentParser)
     zsub.required = True
-    zsub.add_parser("list", parents=[common])
-    zb = zsub.add_parser("build", parents=[common])
-    zb.add_argument("name", metavar="NAME")
-    zb.add_argument("-o", "--output", required=True, metavar="FILE")
+    zsub.add_parser("list", parents=[common], help="list the zoo's graphs")
+    zb = zsub.add_parser("build", parents=[common], help="write one zoo graph")
+    zb.add_argument("name", metavar="NAME", help="a name from `graphsurgery zoo list`")
+    zb.add_argument("-o", "--output", required=True, metavar="FILE",
+                    help="the .pb file to write")
     z.set_defaults(func=cmd_zoo)
     return p
 
@@ -384,8 +479,22 @@ def build_parser() -> argparse.ArgumentParser:
 _PARSER = build_parser()
 
 
-def _setup_logging(verbose: int) -> None:
+def _command_parser(args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the subcommand ``args`` holds (``graphsurgery run``...)."""
+    parser: argparse.ArgumentParser = _PARSER
+    for dest in ("command", "zoo_cmd"):
+        name = getattr(args, dest, None)
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if name is None or not subs or name not in subs[0].choices:
+            break
+        parser = subs[0].choices[name]
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool = False) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    if quiet:
+        level = logging.ERROR
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("graphsurgery")
@@ -397,14 +506,31 @@ def _setup_logging(verbose: int) -> None:
 
         install()
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # Other libraries' log records (coremltools, absl...) reach the root logger; with no
+    # handler there Python prints their warnings on stderr, through the progress line.
+    # They are shown with -v only.
+    top = logging.getLogger()
+    quiet_root = [h for h in top.handlers if isinstance(h, _LibraryLogsHidden)]
+    if verbose == 0 and not quiet_root:
+        top.addHandler(_LibraryLogsHidden())
+    elif verbose > 0:
+        for h in quiet_root:
+            top.removeHandler(h)
+
+
+class _LibraryLogsHidden(logging.NullHandler):
+    """Installed on the root logger without -v: other libraries' log lines are dropped."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (also used by ``python -m graphsurgery``)."""
     args = None
     try:
-        args = _PARSER.parse_args(argv)
-        _setup_logging(args.verbose)
+        args, extra = _PARSER.parse_known_args(argv)
+        if extra:  # the subcommand's parser knows which options were meant
+            command = _command_parser(args)
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
+        _setup_logging(args.verbose, getattr(args, "quiet", False))
         return args.func(args)
     except GraphSurgeryError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -414,6 +540,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for prob in exc.problems[1:]:
                 print(f"  {prob}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # stdout piped into `head`: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM while writing an OUTDIR
         how = f" ({exc.args[0]})" if exc.args else ""
         print(f"graphsurgery: interrupted{how}", file=sys.stderr)

@@ -478,8 +478,11 @@ class Pipeline:
         """A fresh copy of preset ``name``."""
         table = presets()
         if name not in table:
+            from .registry import did_you_mean
+
+            hint = did_you_mean(name, table)
             raise UsageError(
-                f"unknown pipeline preset {name!r} (presets: {', '.join(table) or 'none'})"
+                f"unknown pipeline preset {name!r}{hint} (presets: {', '.join(table) or 'none'})"
             )
         p = table[name].factory()
         p.name = name
@@ -488,10 +491,35 @@ class Pipeline:
 
     @classmethod
     def from_spec(cls, spec: str) -> Pipeline:
-        """A preset name or pipeline text."""
+        """A preset name, pipeline text, or ``@FILE``: pipeline text read from FILE.
+
+        In a file, lines are joined with commas; blank lines and ``#`` comments are ignored.
+        """
+        if spec.startswith("@"):
+            return cls.from_file(spec[1:])
         if "::" not in spec and "," not in spec and "(" not in spec:
             return cls.preset(spec)
         return cls.parse(spec)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Pipeline:
+        """Pipeline text (or a preset name) read from ``path`` (``-p @pipeline.txt``)."""
+        try:
+            raw = Path(path).read_text()
+        except FileNotFoundError:
+            raise UsageError(f"-p @{path}: no such pipeline file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"-p @{path}: cannot read the pipeline file ({exc})") from None
+        lines = [line.split("#", 1)[0].strip() for line in raw.splitlines()]
+        text = ",".join(line.rstrip(",") for line in lines if line)
+        if not text:
+            raise UsageError(f"-p @{path}: the pipeline file is empty")
+        if text.startswith("@"):
+            raise UsageError(f"-p @{path}: a pipeline file cannot name another (@...)")
+        try:
+            return cls.from_spec(text)
+        except UsageError as exc:
+            raise UsageError(f"-p @{path}: {exc}") from None
 
     def copy(self) -> Pipeline:
         """An independent copy (same passes, options and groups)."""
@@ -814,6 +842,15 @@ class _Runner:
             interface = self.graph
         (d / "pipeline.txt").write_text(",".join(steps) + "\n")
         (d / "full_pipeline.txt").write_text(str(self.pipeline) + "\n")
+        inputs = " ".join(str(t) for t in interface.inputs)
+        outputs = " ".join(str(t) for t in interface.outputs)
+        plugins = "".join(f" --plugin {p}" for p in _plugins_of(self.pipeline))
+        command = ("graphsurgery run input.pb -p @pipeline.txt --target none -o out"
+                   + plugins + (f" --inputs {inputs}" if inputs else "")
+                   + (f" --outputs {outputs}" if outputs else ""))
+        (d / "README.md").write_text(
+            f"Pass {step.pass_id} failed. To reproduce, run in this folder:\n\n"
+            f"    {command}\n")
         (d / "interface.json").write_text(json.dumps({
             "inputs": [str(t) for t in interface.inputs],
             "outputs": [str(t) for t in interface.outputs],
@@ -821,6 +858,23 @@ class _Runner:
             "passes_before": self.done,
         }, indent=2) + "\n")
         return str(d)
+
+
+def _plugins_of(pipeline: Pipeline) -> list[str]:
+    """The ``--plugin`` arguments that register the pipeline's passes not built in."""
+    import sys
+
+    out: list[str] = []
+    for step in pipeline.steps():
+        name = get_pass(step.pass_id).module
+        if not name or name.startswith(("graphsurgery.", "graphsurgery_builtin")):
+            continue
+        module = sys.modules.get(name)
+        origin = getattr(module, "__file__", None)
+        plugin = origin if name.startswith("graphsurgery_plugin_") and origin else name
+        if plugin not in out:
+            out.append(plugin)
+    return out
 
 
 def _exit_reason(exc: SystemExit) -> str:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -123,7 +123,8 @@ class Pass:
         unknown = sorted(set(options) - set(specs))
         if unknown:
             known = ", ".join(specs) or "none"
-            raise UsageError(f"{where}: unknown option {unknown[0]!r} (options: {known})")
+            hint = did_you_mean(unknown[0], specs)
+            raise UsageError(f"{where}: unknown option {unknown[0]!r}{hint} (options: {known})")
         self._options: dict[str, Any] = {}
         for name, spec in specs.items():
             if name in options:
@@ -150,9 +151,9 @@ class Pass:
 
     @classmethod
     def summary(cls) -> str:
-        """The first line of the docstring."""
-        doc = inspect.getdoc(cls) or ""
-        return doc.splitlines()[0] if doc else ""
+        """The docstring's first sentence (its first paragraph, joined into one line),
+        reStructuredText markup (````x````, ``:class:`x```) removed."""
+        return one_line_doc(inspect.getdoc(cls) or "")
 
     def run(self, graph: Graph, rw: Rewriter) -> None:
         """Rewrite ``graph`` in place; every change goes through ``rw``."""
@@ -255,8 +256,38 @@ def get_pass(pass_id: str) -> type[Pass]:
         return _PASSES[pass_id]
     except KeyError:
         close = [p for p in _PASSES if p.split("::")[-1] == pass_id.split("::")[-1]]
-        hint = f"; did you mean {close[0]}?" if close else "; see `graphsurgery passes`"
+        hint = (f"; did you mean {close[0]}?" if close else did_you_mean(pass_id, _PASSES)
+                or "; see `graphsurgery passes`")
         raise UsageError(f"unknown pass {pass_id!r}{hint}") from None
+
+
+def one_line_doc(doc: str) -> str:
+    """The first sentence of ``doc``'s first paragraph on one line, without rST backticks.
+
+    A paragraph that wraps across lines is joined, so the line never stops mid-sentence.
+    """
+    import re
+
+    para = doc.strip().split("\n\n")[0]
+    text = " ".join(line.strip() for line in para.splitlines())
+    # :class:`x.Y` -> x.Y, :class:`~x.Y` -> Y
+    text = re.sub(r":[a-z]+:`(~?)([^`]+)`",
+                  lambda m: m[2].rsplit(".", 1)[-1] if m[1] else m[2], text)
+    text = text.replace("``", "").replace("`", "")
+    match = re.search(r"(?<=[.!?])\s+(?=[A-Z])", text)  # the end of the first sentence
+    return text[:match.start()] if match else text
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean X?"`` for the closest of ``choices`` (difflib), or ``""``."""
+    import difflib
+
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not close and "::" in word:  # compare the names without their namespaces
+        tails = {c.split("::")[-1]: c for c in choices}
+        close = [tails[t] for t in difflib.get_close_matches(word.split("::")[-1], tails, n=1)]
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def all_passes() -> dict[str, type[Pass]]:
@@ -281,6 +312,19 @@ def describe_options(cls: type[Pass]) -> list[str]:
         if spec.help:
             line += f" {spec.help}"
         out.append(line)
+    return out
+
+
+def option_json(cls: type[Pass]) -> list[dict[str, Any]]:
+    """The pass's options as JSON: name, type, default (absent when required), help."""
+    out = []
+    for name, spec in cls.option_specs().items():
+        entry: dict[str, Any] = {"name": name, "type": spec.type_name, "help": spec.help}
+        if spec.default is _MISSING:
+            entry["required"] = True
+        else:
+            entry["default"] = spec.default
+        out.append(entry)
     return out
 
 

@@ -238,3 +238,78 @@ def test_every_finding_names_a_declared_rule_of_the_target():
     assert rules["conv"] == "nhwc-layout" and rules["r6"] == "rank<=4"
     assert {f.rule for f in found} <= declared
     assert all(isinstance(f, Blocker) for f in found)
+
+
+def test_check_report_groups_by_rule_with_counts_fixes_flops_and_parameters():
+    from graphsurgery.check import check_report
+
+    def net(x):
+        ys = [tf.nn.conv2d(x, _w(3, 3, 4, 2), 1, "SAME", data_format="NCHW", name=f"conv{i}")
+              for i in range(5)]
+        noise = tf.random.normal([1, 2, 4, 4], name="noise")
+        return tf.identity(tf.add_n(ys) + noise, name="out")
+
+    graph = build(net, shape=(1, 4, 4, 4))
+    report = check_report(graph, "tflite", model="net.pb")
+    groups = {g.rule: g for g in report.groups}
+    assert len(groups["nhwc-layout"].findings) == 5
+    assert groups["nhwc-layout"].fixed_by == "core::to_nhwc"
+    assert "stylegan::noise" in groups["no-random"].fixed_by
+    assert report.groups[0].rule == "nhwc-layout"  # most findings first
+    # five 3x3x4x2 filters, and random_normal's float mean and stddev
+    assert report.errors == 6 and report.parameters == 5 * 3 * 3 * 4 * 2 + 2
+    assert report.flops["conv"] == 5 * 2 * (2 * 4 * 4) * (3 * 3 * 4)
+    lines = report.lines(per_rule=2)
+    at = lines.index(next(x for x in lines if x.startswith("error nhwc-layout: 5 node(s)")))
+    assert lines[at + 1] == ("  error: conv0 (Conv2D): TFLite has no NCHW convolution; run a "
+                             "layout pass (NCHW -> NHWC)")
+    assert lines[at + 2] == "  error: conv1 (Conv2D)"  # the same reason is not repeated
+    assert lines[at + 3] == "  ... and 3 more (-v lists all)"
+    assert lines[at + 4] == "  fix: core::to_nhwc"
+    assert any(x.startswith("FLOPs: ") and "parameters: " in x for x in lines)
+    assert lines[-1] == (f"net.pb: {len(graph)} nodes; 6 blocker(s), 0 warning(s) for target "
+                         "tflite: NOT clean")
+    js = report.to_json()
+    assert js["rules"][0]["count"] == 5 and js["rules"][0]["fixed_by"] == "core::to_nhwc"
+    assert js["parameters"] == report.parameters and js["clean"] is False
+
+
+def test_every_error_rule_of_tflite_says_what_fixes_it():
+    from graphsurgery.registry import all_passes
+    from graphsurgery.targets import get_target
+
+    known = set(all_passes())
+    for rule in get_target("tflite").rules:
+        if rule.severity != "error" or rule.id == "runs-in-litert":
+            continue
+        assert rule.fixed_by, rule.id
+        named = {w.strip(",()") for w in rule.fixed_by.split() if "::" in w}
+        assert named and named <= known, (rule.id, named - known)
+
+
+def test_check_a_tflite_model_runs_the_audit_grouped_by_rule(tmp_path, capsys):
+    """`check model.tflite`: the TFLite audit, its violations under the lint's rule ids."""
+    import json
+
+    from graphsurgery.cli import main
+
+    def net(x):
+        return tf.identity(x + tf.random.normal([1, 4], name="noise"), name="out")
+
+    graph = build(net, shape=(1, 4))
+    result = gs.convert(graph, "core::dce", target="tflite", outdir=tmp_path / "o")
+    tflite = tmp_path / "o" / "model.tflite"
+    assert not result.audit.clean and tflite.is_file()
+    assert main(["check", str(tflite)]) == 3
+    out = capsys.readouterr().out
+    assert "error no-random: 1 node(s)" in out and "fix: stylegan::noise" in out
+    assert out.rstrip().endswith("audit for target tflite: 1 violation(s): NOT clean")
+    assert main(["check", str(tflite), "--json"]) == 3
+    data = json.loads(capsys.readouterr().out)
+    assert data["kind"] == "artefact" and [r["rule"] for r in data["rules"]] == ["no-random"]
+    assert main(["check", str(tflite), "--target", "nope"]) == 2
+    assert "is a tflite model" in capsys.readouterr().err
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"garbage")
+    assert main(["check", str(bad)]) == 2
+    assert "TFL3" in capsys.readouterr().err

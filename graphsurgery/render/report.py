@@ -75,9 +75,54 @@ def change_rows(diff: DiffResult, before: Graph, after: Graph) -> list[tuple[str
         detail = f"replaced by {diff.replaced[n]}" if n in diff.replaced else ""
         rows.append(("removed", n, before.node_def(n).op, detail, ""))
     for n, what in diff.changed.items():
-        rows.append(("changed", n, after.node_def(n).op, ", ".join(what),
-                     diff.provenance.get(n, "")))
+        detail = _attr_changes(before.node_def(n), after.node_def(n)) or ", ".join(what)
+        rows.append(("changed", n, after.node_def(n).op, detail, diff.provenance.get(n, "")))
     return rows
+
+
+def _attr_changes(old: Any, new: Any) -> str:
+    """``"inputs a, b -> a, c; data_format NCHW -> NHWC"``: what changed, old -> new."""
+    parts = []
+    a_in, b_in = list(old.input), list(new.input)
+    if a_in != b_in and len(a_in) == len(b_in):  # name the inputs that changed
+        parts += [f"input {i} {a} \u2192 {b}" for i, (a, b) in enumerate(zip(a_in, b_in))
+                  if a != b]
+    elif a_in != b_in:
+        parts.append(f"inputs {', '.join(a_in)} \u2192 {', '.join(b_in)}")
+    if old.op != new.op:
+        parts.append(f"op {old.op} \u2192 {new.op}")
+    for key in sorted(set(old.attr) | set(new.attr)):
+        a = old.attr[key] if key in old.attr else None
+        b = new.attr[key] if key in new.attr else None
+        if a is not None and b is not None and a == b:
+            continue
+        parts.append(f"{key} {_attr_text(a)} \u2192 {_attr_text(b)}")
+    if old.device != new.device:
+        parts.append(f"device {old.device or '(none)'} \u2192 {new.device or '(none)'}")
+    return "; ".join(parts)
+
+
+def _attr_text(av: Any) -> str:
+    """A short text of an AttrValue: tensors by dtype and shape only (never decoded)."""
+    from ..ir.attrs import attr_to_python, tensor_shape
+    from ..ir.dtypes import DType
+
+    if av is None:
+        return "(none)"
+    try:
+        if av.WhichOneof("value") == "tensor":
+            dims = ",".join(str(d) for d in tensor_shape(av.tensor))
+            return f"tensor {DType.of(av.tensor.dtype).name}[{dims}]"
+        value = attr_to_python(av)
+    except Exception:  # noqa: BLE001 - an odd attribute is shown by its kind only
+        return f"({av.WhichOneof('value')})"
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    return _short(str(getattr(value, "name", value)))
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
 
 
 def _is_big_const(nd: Any) -> bool:
@@ -285,6 +330,17 @@ figcaption{font-size:12px;color:#616161;max-width:256px}
 .card{border:1px solid #e0e0e0;border-radius:6px;padding:10px 12px;margin:10px 0}
 .preview{display:block;max-width:100%;max-height:420px;margin-top:8px;border:1px solid #eee}
 details summary{cursor:pointer}
+.verdicts{display:flex;gap:12px;flex-wrap:wrap;margin:12px 0}.verdict{border:2px solid #ccc;
+border-radius:8px;padding:8px 14px;min-width:220px}.verdict.ok{border-color:#2e7d32;
+background:#f1f8e9}.verdict.bad{border-color:#c62828;background:#ffebee}
+.verdict.none{border-color:#bdbdbd;background:#fafafa}.verdict{color:#212121;font-weight:400}
+.verdict b{font-size:16px}.verdict.ok b{color:#2e7d32}.verdict.bad b{color:#c62828}
+nav.toc{margin:8px 0 12px}
+.drawing{border:1px solid #e0e0e0;cursor:grab;overflow:hidden;user-select:none}
+.navbar{margin:8px 0}.found polygon,.found path,.found ellipse{stroke:#d500f9;stroke-width:5px}
+text.found{fill:#d500f9;font-weight:700}nav.toc a{margin-right:12px}
+.purpose{color:#616161;font-size:12px}
+#show-unchanged:not(:checked)~table tr.nochange{display:none}
 """
 
 _SCRIPT = """
@@ -300,14 +356,110 @@ window.addEventListener("load", function () {
 """
 
 
+#: Pan (drag), zoom (wheel, buttons) and search by node name in a diff page's drawing, all
+#: in the page itself (no network). ``?find=NAME`` in the URL searches on load; the body's
+#: ``data-found`` then holds the number of hits (read by the Chromium test).
+_NAV_SCRIPT = """
+(function () {
+  function init() {
+    var box = document.querySelector(".drawing"), svg = box && box.querySelector("svg");
+    if (!svg || !svg.viewBox || !svg.viewBox.baseVal || !svg.viewBox.baseVal.width) { return; }
+    var v0 = svg.viewBox.baseVal, full = [v0.x, v0.y, v0.width, v0.height];
+    svg.removeAttribute("width"); svg.removeAttribute("height");
+    svg.style.width = "100%"; svg.style.height = "75vh";
+    function vb() { var v = svg.viewBox.baseVal; return [v.x, v.y, v.width, v.height]; }
+    function set(a) { svg.setAttribute("viewBox", a.join(" ")); }
+    function geom() {  /* client px -> viewBox units (xMidYMid meet) */
+      var r = svg.getBoundingClientRect(), v = vb();
+      var s = Math.min(r.width / v[2], r.height / v[3]);
+      return {r: r, v: v, s: s, ox: (r.width - v[2] * s) / 2, oy: (r.height - v[3] * s) / 2};
+    }
+    function toView(cx, cy) {
+      var g = geom();
+      return [g.v[0] + (cx - g.r.left - g.ox) / g.s, g.v[1] + (cy - g.r.top - g.oy) / g.s];
+    }
+    function zoom(f, cx, cy) {
+      var v = vb(), p = toView(cx, cy);
+      set([p[0] - (p[0] - v[0]) * f, p[1] - (p[1] - v[1]) * f, v[2] * f, v[3] * f]);
+    }
+    box.addEventListener("wheel", function (ev) {
+      ev.preventDefault(); zoom(ev.deltaY < 0 ? 0.8 : 1.25, ev.clientX, ev.clientY);
+    }, {passive: false});
+    var drag = null;
+    box.addEventListener("mousedown", function (ev) { drag = [ev.clientX, ev.clientY]; });
+    window.addEventListener("mouseup", function () { drag = null; });
+    window.addEventListener("mousemove", function (ev) {
+      if (!drag) { return; }
+      var g = geom(), v = g.v;
+      set([v[0] - (ev.clientX - drag[0]) / g.s, v[1] - (ev.clientY - drag[1]) / g.s, v[2], v[3]]);
+      drag = [ev.clientX, ev.clientY];
+    });
+    var input = document.getElementById("find"), status = document.getElementById("found");
+    function find(q) {
+      var marked = svg.querySelectorAll(".found");
+      for (var i = 0; i < marked.length; i++) { marked[i].classList.remove("found"); }
+      var hits = [];
+      if (q) {
+        var groups = svg.querySelectorAll("g[id]");
+        for (var j = 0; j < groups.length; j++) {
+          if (groups[j].id.indexOf("n:") === 0 && groups[j].id.slice(2).indexOf(q) >= 0) {
+            hits.push(groups[j]);
+          }
+        }
+        if (!hits.length) {  /* constants and folded nodes: their label text */
+          var texts = svg.querySelectorAll("text");
+          for (var k = 0; k < texts.length; k++) {
+            if (texts[k].textContent.indexOf(q) >= 0) { hits.push(texts[k]); }
+          }
+        }
+      }
+      for (var m = 0; m < hits.length; m++) { hits[m].classList.add("found"); }
+      document.body.setAttribute("data-found", String(hits.length));
+      status.textContent = q ? hits.length + " match(es)" : "";
+      if (hits.length) {
+        box.scrollIntoView({block: "start"});
+        var rb = hits[0].getBoundingClientRect(), a = toView(rb.left, rb.top);
+        var b = toView(rb.right, rb.bottom), w = Math.max(b[0] - a[0], 1) * 6;
+        var h = Math.max(b[1] - a[1], 1) * 6, c = [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2];
+        var v = vb(), f = Math.max(w / v[2], h / v[3]);
+        set([c[0] - v[2] * f / 2, c[1] - v[3] * f / 2, v[2] * f, v[3] * f]);
+      }
+      return hits.length;
+    }
+    function mid(f) {
+      var b = box.getBoundingClientRect(); zoom(f, b.left + b.width / 2, b.top + b.height / 2);
+    }
+    function on(id, fn) { document.getElementById(id).addEventListener("click", fn); }
+    input.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter") { find(input.value); }
+    });
+    on("find-go", function () { find(input.value); });
+    on("zoom-in", function () { mid(0.8); });
+    on("zoom-out", function () { mid(1.25); });
+    on("zoom-reset", function () { set(full); });
+    var q = new URLSearchParams(window.location.search).get("find");
+    if (q) { input.value = q; find(q); }
+  }
+  window.addEventListener("load", init);
+})();
+"""
+
+_NAV_BAR = (
+    "<div class=\"navbar\"><input id=\"find\" type=\"search\" placeholder=\"find a node by name\" "
+    "size=\"40\"> <button id=\"find-go\">find</button> <button id=\"zoom-in\">+</button> "
+    "<button id=\"zoom-out\">\u2212</button> <button id=\"zoom-reset\">fit</button> "
+    "<span id=\"found\" class=\"muted\"></span> <span class=\"muted\">drag to pan, wheel to "
+    "zoom</span></div>")
+
+
 def _e(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, script: str = "") -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(title)}</title><style>{_CSS}</style>"
-            f"<script>{_SCRIPT}</script></head>\n<body>\n{body}\n</body></html>\n")
+            f"<script>{_SCRIPT}{script}</script></head>\n<body>\n{body}\n</body></html>\n")
 
 
 def _inline_svg(svg: str) -> str:
@@ -360,13 +512,14 @@ def diff_page(
         parts.append("<p class=\"mono\">" + "<br>".join(_e(d) for d in deltas[:20]) + "</p>")
     if view.notes:
         parts.append(f"<p class=\"muted\">drawing: {_e('; '.join(view.notes))}</p>")
+    parts.append(_NAV_BAR)
     parts.append(f"<div class=\"drawing\">{_inline_svg(svg)}</div>")
     parts.append("<h2>Changes</h2>")
     parts.append(_change_table(rows))
     if diff.outputs_before != diff.outputs_after:
         parts.append(f"<p>outputs: {_e(diff.outputs_before)} \u2192 "
                      f"{_e(diff.outputs_after)}</p>")
-    return _page(view.title or "diff", "\n".join(parts))
+    return _page(view.title or "diff", "\n".join(parts), _NAV_SCRIPT)
 
 
 def render_view_all(views: Sequence[DiffView], workers: int | None = None) -> list[str]:
@@ -429,7 +582,8 @@ def write_report(
         (rdir / f"{overall_stem}.svg").write_text(svg, encoding="utf-8")
         if keep_dot:
             (rdir / f"{overall_stem}.dot").write_text(to_dot(view), encoding="utf-8")
-        (rdir / f"{overall_stem}.json").write_text(json.dumps(diff.to_json(), indent=1) + "\n")
+        (rdir / f"{overall_stem}.json").write_text(
+            json.dumps(diff.to_json(), indent=1, allow_nan=False) + "\n")
         (rdir / f"{overall_stem}.html").write_text(
             diff_page(diff, view, svg, rows=rows, back="../report.html"), encoding="utf-8")
     prov = {n: {"pass": p.pass_id, "rule": p.rule, "action": p.action}
@@ -438,7 +592,8 @@ def write_report(
     figures = _write_images(rdir, summary, outputs) if outputs else []
 
     body = [
-        _header(summary),
+        _header(summary, first=_verdicts(summary)
+                + _toc(summary, figures, overall_stem is not None)),
         _images_section(figures),
         _pipeline_section(summary, recorder),
         _overall_section(overall_stem, overall[0] if overall else None),
@@ -457,7 +612,8 @@ def write_report(
     return path
 
 
-def _header(summary: Mapping[str, Any]) -> str:
+def _header(summary: Mapping[str, Any], first: str = "") -> str:
+    """The title, the badges, then ``first`` (the verdicts), then the run's facts."""
     badges = []
     failures = summary.get("failures") or []
     badges.append(f"<span class=\"badge {'bad' if failures else 'ok'}\">"
@@ -487,7 +643,7 @@ def _header(summary: Mapping[str, Any]) -> str:
     warnings = summary.get("warnings") or []
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     warn = "".join(f"<p class=\"warn\">{_e(w)}</p>" for w in warnings)
-    return (f"<h1>graphsurgery conversion report</h1><p>{''.join(badges)}</p>"
+    return (f"<h1>graphsurgery conversion report</h1><p>{''.join(badges)}</p>{first}"
             f"<table>{table}</table>{warn}")
 
 
@@ -531,7 +687,7 @@ def _images_section(figures: list[list[tuple[str, str]]]) -> str:
         figs = "".join(f"<figure><img src=\"{_e(src)}\" alt=\"{_e(cap)}\">"
                        f"<figcaption>{_e(cap)}</figcaption></figure>" for src, cap in row)
         rows.append(f"<div class=\"images\">{figs}</div>")
-    return "<h2>Output images</h2>" + "".join(rows)
+    return "<h2 id=\"images\">Output images</h2>" + "".join(rows)
 
 
 def _pipeline_section(summary: Mapping[str, Any], recorder: ReportRecorder) -> str:
@@ -543,7 +699,7 @@ def _pipeline_section(summary: Mapping[str, Any], recorder: ReportRecorder) -> s
         it = f" <span class=\"muted\">round {p['iteration']}</span>" if p.get("iteration") else ""
         opts = p.get("options") or {}
         opt_text = (f"<br><span class=\"muted mono\">{_e(opts)}</span>" if opts else "")
-        failed = p.get("error") or p.get("verification") == "failed"
+        failed = _failed(p)
         if failed:
             state = f"<span class=\"bad\">FAILED</span> {_e(p.get('error') or '')}"
         elif p.get("changed"):
@@ -567,9 +723,13 @@ def _pipeline_section(summary: Mapping[str, Any], recorder: ReportRecorder) -> s
         if e is not None and e.stem:
             link = (f"<a href=\"report/{e.stem}.html\">diff</a> \u00b7 "
                     f"<a href=\"report/{e.stem}.svg\">svg</a>")
+        purpose = _purpose(p["pass_id"])
+        purpose_text = f"<br><span class=\"purpose\">{_e(purpose)}</span>" if purpose else ""
+        cls = "" if p.get("changed") or failed else " class=\"nochange\""
         rows.append(
-            f"<tr><td class=\"num\">{i + 1}</td><td><code>{_e(p['pass_id'])}</code>{it}"
-            f"{opt_text}</td><td class=\"num\">{1e3 * float(p.get('seconds', 0)):.1f}</td>"
+            f"<tr{cls}><td class=\"num\">{i + 1}</td><td><code>{_e(p['pass_id'])}</code>{it}"
+            f"{purpose_text}{opt_text}</td>"
+            f"<td class=\"num\">{1e3 * float(p.get('seconds', 0)):.1f}</td>"
             f"<td>{state}</td><td>{counts}</td><td class=\"mono\">{delta_text}</td>"
             f"<td class=\"num\">{err}</td><td>{link}</td></tr>")
     note = (f"<p class=\"muted\">numeric error after each pass (max |error| / output range, "
@@ -577,15 +737,93 @@ def _pipeline_section(summary: Mapping[str, Any], recorder: ReportRecorder) -> s
             if recorder.error_note else
             "<p class=\"muted\">numeric error: max |error| / output range after the pass, "
             "against the input graph, same seeded inputs and noise.</p>")
-    return ("<h2>Pipeline</h2><table><tr><th class=\"num\">#</th><th>pass</th>"
+    unchanged = sum(1 for p in passes if not p.get("changed") and not _failed(p))
+    toggle = (f"<input type=\"checkbox\" id=\"show-unchanged\"><label for=\"show-unchanged\"> "
+              f"show the {unchanged} passes that changed nothing</label>" if unchanged else "")
+    return ("<h2 id=\"pipeline\">Pipeline</h2>" + toggle +
+            "<table><tr><th class=\"num\">#</th><th>pass</th>"
             "<th class=\"num\">ms</th><th>result</th><th>nodes</th><th>op counts</th>"
             "<th class=\"num\">error</th><th>diff</th></tr>" + "".join(rows) + "</table>" + note)
+
+
+def _failed(p: Mapping[str, Any]) -> bool:
+    return bool(p.get("error") or p.get("verification") == "failed")
+
+
+def _purpose(pass_id: str) -> str:
+    """The pass's one-line doc, or "" for a pass no longer registered."""
+    from ..errors import UsageError
+    from ..registry import get_pass
+
+    try:
+        return get_pass(pass_id).summary()
+    except UsageError:
+        return ""
+
+
+def _verdicts(summary: Mapping[str, Any]) -> str:
+    """The answers first: is the model clean, and does it compute what the input did?"""
+    cards = []
+    label = _target(summary)[0]
+    audit = summary.get("audit")
+    export = summary.get("export")
+    if audit is not None:
+        bad = audit.get("violations") or []
+        text = ("every rule holds" if audit.get("clean") else
+                f"{len(bad)} violation(s): " + "; ".join(str(v) for v in bad[:3]))
+        cards.append(("ok" if audit.get("clean") else "bad",
+                      f"{label} audit: {'clean' if audit.get('clean') else 'NOT clean'}", text))
+    elif export is not None and not export.get("ok"):
+        cards.append(("bad", f"{label}: conversion failed", str(export.get("error", ""))))
+    else:
+        cards.append(("none", "audit: none", "no target (--target none)"))
+    ver = summary.get("verification")
+    if ver is None:
+        cards.append(("none", "fidelity: not measured", "run with --verify"))
+    else:
+        lines = []
+        for key, val in ver.items():
+            if not isinstance(val, dict):
+                continue
+            if "max_abs" in val:
+                psnr = val.get("psnr")
+                ptext = (f"PSNR {float(psnr):.1f} dB" if psnr is not None else
+                         "identical" if val.get("psnr_note") else "PSNR n/a")
+                lines.append(f"{key}: max abs error {float(val['max_abs']):.3g}, {ptext}")
+            else:
+                lines.append(f"{key}: {val.get('error', 'failed')}")
+        if "error" in ver:
+            lines.insert(0, str(ver["error"]))
+        cards.append(("ok" if ver.get("ok") else "bad",
+                      f"fidelity: {'within tolerance' if ver.get('ok') else 'FAILED'}",
+                      "<br>".join(_e(x) for x in lines)))
+    failures = summary.get("failures") or []
+    if failures:
+        cards.append(("bad", f"{len(failures)} pass(es) failed",
+                      ", ".join(_e(f.get("pass_id", "")) for f in failures)))
+    html_cards = "".join(
+        f"<div class=\"verdict {cls}\"><b>{_e(title)}</b><br>"
+        f"{text if title.startswith('fidelity') or 'failed' in title else _e(text)}</div>"
+        for cls, title, text in cards)
+    return f"<div class=\"verdicts\" id=\"verdicts\">{html_cards}</div>"
+
+
+def _toc(summary: Mapping[str, Any], figures: list, overall: bool) -> str:
+    label = _target(summary)[0]
+    items = [("images", "output images") if figures else None, ("pipeline", "pipeline"),
+             ("overall", "overall diff") if overall else None, ("diffs", "pass diffs"),
+             ("histogram", "op histogram"),
+             ("audit", f"{label} audit") if summary.get("audit") or summary.get("export")
+             else None,
+             ("fidelity", "fidelity"), ("files", "files")]
+    links = "".join(f"<a href=\"#{i[0]}\">{_e(i[1])}</a>" for i in items if i)
+    return f"<nav class=\"toc\">{links}</nav>"
 
 
 def _overall_section(stem: str | None, diff: DiffResult | None) -> str:
     if stem is None or diff is None:
         return ""
-    return (f"<h2>Overall diff</h2><div class=\"card\"><b>input \u2192 result</b>: "
+    return (f"<h2 id=\"overall\">Overall diff</h2><div class=\"card\"><b>input \u2192 result</b>: "
             f"{_e(diff.summary())} \u00b7 <a href=\"report/{stem}.html\">open</a> \u00b7 "
             f"<a href=\"report/{stem}.svg\">svg</a> \u00b7 <a href=\"report/{stem}.json\">json</a>"
             f"<a href=\"report/{stem}.html\"><img class=\"preview\" src=\"report/{stem}.svg\" "
@@ -610,8 +848,9 @@ def _pass_cards(recorder: ReportRecorder) -> str:
             f"<a href=\"report/{e.stem}.html\"><img class=\"preview\" "
             f"src=\"report/{e.stem}.svg\" alt=\"diff of {_e(e.record.pass_id)}\"></a></div>")
     if not cards:
-        return "<h2>Diffs</h2><p class=\"muted\">no pass changed the graph</p>"
-    return "<h2>Diffs of the passes that changed the graph</h2>" + "".join(cards)
+        return "<h2 id=\"diffs\">Diffs</h2><p class=\"muted\">no pass changed the graph</p>"
+    return ("<h2 id=\"diffs\">Diffs of the passes that changed the graph</h2>"
+            + "".join(cards))
 
 
 def _histogram_section(summary: Mapping[str, Any]) -> str:
@@ -633,7 +872,8 @@ def _histogram_section(summary: Mapping[str, Any]) -> str:
             f"style=\"width:{wb:.1f}px\"></span></td><td class=\"num\">{a}</td><td>"
             f"<span class=\"bar a\" style=\"width:{wa:.1f}px\"></span></td>"
             f"<td class=\"num {cls}\">{delta:+d}</td></tr>")
-    return ("<h2>Op histogram</h2><table><tr><th>op</th><th class=\"num\">before</th><th></th>"
+    return ("<h2 id=\"histogram\">Op histogram</h2><table><tr><th>op</th>"
+            "<th class=\"num\">before</th><th></th>"
             "<th class=\"num\">after</th><th></th><th class=\"num\">\u0394</th></tr>"
             + "".join(rows) + "</table>")
 
@@ -672,10 +912,10 @@ def _audit_section(summary: Mapping[str, Any]) -> str:
     label, target = _target(summary)
     if audit is None:
         if export and not export.get("ok"):
-            return (f"<h2>{_e(label)} audit</h2><p class=\"bad\">conversion failed: "
+            return (f"<h2 id=\"audit\">{_e(label)} audit</h2><p class=\"bad\">conversion failed: "
                     f"{_e(export.get('error', ''))}</p>")
         return ""
-    parts = [f"<h2>{_e(label)} audit</h2>"]
+    parts = [f"<h2 id=\"audit\">{_e(label)} audit</h2>"]
     clean = audit.get("clean")
     parts.append(f"<p class=\"{'ok' if clean else 'bad'}\">"
                  + ("clean" if clean else f"{len(audit.get('violations', []))} violation(s)")
@@ -696,6 +936,9 @@ def _audit_section(summary: Mapping[str, Any]) -> str:
             ("GPU delegate (analyzer)", {True: "compatible", False: "warnings",
                                          None: "unknown"}[audit.get("analyzer_gpu_compatible")]),
         ]
+    for key in ("opset", "model_type", "sizes", "prediction"):  # ONNX / Core ML audit facts
+        if key in audit:
+            facts.append((key.replace("_", " "), audit[key]))
     io = []
     for key in ("inputs", "outputs"):
         for t in audit.get(key, []):
@@ -734,9 +977,9 @@ def _bytes(n: int) -> str:
 def _fidelity_section(summary: Mapping[str, Any]) -> str:
     ver = summary.get("verification")
     if ver is None:
-        return ("<h2>Fidelity</h2><p class=\"muted\">not measured: run with --verify to "
-                "compare the result with the input graph.</p>")
-    parts = ["<h2>Fidelity</h2>"]
+        return ("<h2 id=\"fidelity\">Fidelity</h2><p class=\"muted\">not measured: run with "
+                "--verify to compare the result with the input graph.</p>")
+    parts = ["<h2 id=\"fidelity\">Fidelity</h2>"]
     if "error" in ver:
         parts.append(f"<p class=\"bad\">{_e(ver['error'])}</p>")
     rows = []
@@ -746,7 +989,8 @@ def _fidelity_section(summary: Mapping[str, Any]) -> str:
         rel = val.get("rel_max_abs")
         ok = rel is not None and rel <= float(ver.get("tolerance", 1e-3))
         psnr = val.get("psnr")
-        psnr_text = "\u221e" if psnr is not None and psnr == float("inf") else (
+        infinite = psnr == float("inf") or (psnr is None and val.get("psnr_note"))
+        psnr_text = "\u221e (identical)" if infinite else (
             "n/a" if psnr is None else f"{psnr:.1f} dB")
         ssim = val.get("ssim")
         rows.append(
@@ -771,4 +1015,4 @@ def _files_section(outdir: Path) -> str:
     files = [p.name for p in sorted(outdir.iterdir()) if p.is_file() and p.name[0] != "."]
     links = " \u00b7 ".join(f"<a href=\"{_e(f)}\">{_e(f)}</a>" for f in files
                             if f != "report.html")
-    return f"<h2>Files</h2><p>{links}</p>" if links else ""
+    return f"<h2 id=\"files\">Files</h2><p>{links}</p>" if links else ""

@@ -89,8 +89,11 @@ def get_target(name: str) -> Target:
     try:
         return _TARGETS[name]
     except KeyError:
+        from ..registry import did_you_mean
+
         known = ", ".join(sorted(_TARGETS)) or "none"
-        raise UsageError(f"unknown target {name!r} (targets: {known})") from None
+        hint = did_you_mean(name, [*_TARGETS, "none"])
+        raise UsageError(f"unknown target {name!r}{hint} (targets: {known})") from None
 
 
 __all__ = [

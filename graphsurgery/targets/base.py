@@ -45,6 +45,8 @@ class Rule:
     id: str
     description: str
     severity: str = "error"  # "error" makes an artefact unclean; "warning" does not
+    #: The pass or preset that fixes a violation (shown by ``check``), "" when none does.
+    fixed_by: str = ""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -305,3 +306,104 @@ def test_verify_string_outputs_compare_by_equality(capsys, tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["verification"]["ok"] is True
     assert summary["verification"]["graphdef:s:0"]["max_abs"] == 0.0
+
+
+# ---------------------------------------------------------------------- issue 19: polish
+def test_pipeline_from_a_file(capsys, tmp_path, model):
+    text = tmp_path / "pipeline.txt"
+    text.write_text("# strip identities, then clean up\ncore::remove_identity,\ncore::dce\n")
+    code, out, err = run_cli(capsys, "run", model, "-p", f"@{text}", "--target", "none",
+                             "-o", tmp_path / "out")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [p["pass_id"] for p in summary["passes"]] == ["core::remove_identity", "core::dce"]
+    other = tmp_path / "other"
+    other.mkdir()
+    code, _, err = run_cli(capsys, "run", model, "-p", f"@{tmp_path / 'nope.txt'}",
+                           "-o", other / "out")
+    assert_clean_failure(other, code, err, 2, "nope.txt", "no such pipeline file")
+    text.write_text("core::dcee\n")
+    code, _, err = run_cli(capsys, "run", model, "-p", f"@{text}", "-o", tmp_path / "out3")
+    assert code == 2 and "pipeline.txt" in err and "did you mean core::dce?" in err
+
+
+def test_reproducer_readme_holds_the_command_that_reproduces(capsys, tmp_path, model,
+                                                              monkeypatch):
+    plugin = tmp_path / "fail_plugin.py"
+    plugin.write_text(textwrap.dedent('''
+        import graphsurgery as gs
+
+        @gs.register_pass("bad::fail")
+        def fail(graph, rw):
+            """Always fail."""
+            raise ValueError("no")
+    '''))
+    code, _, err = run_cli(capsys, "run", model, "-p", "core::remove_identity,bad::fail",
+                           "--plugin", plugin, "-o", tmp_path / "out")
+    assert code == 3, err
+    repro = tmp_path / "out" / "reproducer"
+    readme = (repro / "README.md").read_text()
+    command = next(line.strip() for line in readme.splitlines() if "graphsurgery run" in line)
+    assert "-p @pipeline.txt" in command and f"--plugin {plugin}" in command
+    monkeypatch.chdir(repro)
+    argv = command.split()[1:]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 3 and "pass bad::fail failed after [core::remove_identity]" in err
+    gs.registry.unregister_pass("bad::fail")
+
+
+@pytest.mark.parametrize("args, hint", [
+    (["-p", "core::dcee"], "did you mean core::dce?"),
+    (["-p", "stylegan-to-tflit"], "did you mean stylegan-to-tflite?"),
+    (["-p", "core::dce", "--verfy"], "did you mean --verify?"),
+    (["-p", "core::dce", "--target", "tflit"], "did you mean tflite?"),
+    (["-p", "core::dce", "--quantize", "fp61"], "did you mean fp16?"),
+    (["-p", "core::fold_constants", "--set", "core::fold_constants.max_byte=1"],
+     "did you mean max_bytes?"),
+])
+def test_did_you_mean(capsys, tmp_path, model, args, hint):
+    code, _, err = run_cli(capsys, "run", model, *args, "-o", tmp_path / "out")
+    assert_clean_failure(tmp_path, code, err, 2, hint)
+
+
+def test_every_option_has_help():
+    from graphsurgery.cli import build_parser
+
+    parser = build_parser()
+    missing = []
+
+    def walk(p, where):
+        for action in p._actions:
+            if action.choices and isinstance(action.choices, dict):  # subcommands
+                for name, sub in action.choices.items():
+                    walk(sub, f"{where} {name}")
+            elif not action.help:
+                missing.append(f"{where} {action.option_strings or action.dest}")
+
+    walk(parser, "graphsurgery")
+    assert not missing
+
+
+def test_pass_docs_are_whole_sentences_without_rst(capsys):
+    from graphsurgery.registry import one_line_doc
+
+    assert one_line_doc("Fold ``Mul`` by :class:`~a.B`\nconstants. More text.") == \
+        "Fold Mul by B constants."
+    code, out, _ = run_cli(capsys, "passes")
+    summaries = [line[35:] for line in out.splitlines() if "::" in line[:34]]
+    assert summaries and all("`" not in s for s in summaries)
+    assert all(s.rstrip().endswith((".", ")")) for s in summaries), summaries
+
+
+def test_final_lines_name_existing_paths_and_the_figures(capsys, tmp_path, model):
+    """Without -v: verification figures; with -v the summary ends with the pass count."""
+    code, out, err = run_cli(capsys, "run", model, "-p", "generic", "--target", "none",
+                             "--verify", "-v", "-o", tmp_path / "out")
+    assert code == 0, err
+    head = out.splitlines()[0]
+    assert head.endswith("nodes 7 -> 5") and "fixpoint" not in head
+    assert "max abs error 0, PSNR inf (identical)" in out
+    for token in out.split():
+        token = token.rstrip(":,")
+        if "/" in token and not token.startswith("graphdef:"):
+            assert Path(token).exists(), token

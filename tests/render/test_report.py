@@ -108,6 +108,11 @@ def test_report_renders_in_headless_chromium(image_report, tmp_path):
     pixels = tf.io.decode_png(shot.read_bytes(), channels=3).numpy()
     assert pixels.shape[:2] == (2000, 1280)
     assert pixels.std() > 10  # not a blank page
+    # The verdicts come first: the green "clean / within tolerance" cards (#f1f8e9, used by
+    # nothing else) sit in the top 300 px, each at least 200 px wide.
+    verdict = np.all(np.abs(pixels.astype(int) - (241, 248, 233)) <= 2, axis=-1)
+    rows = np.nonzero(verdict.sum(axis=1) >= 200)[0]
+    assert rows.size and rows[0] < 300, rows[:5]
 
     dom = subprocess.run(base + [f"--user-data-dir={tmp_path / 'profile2'}",
                                  "--virtual-time-budget=10000", "--dump-dom", url],
@@ -176,3 +181,58 @@ def test_report_without_graphviz_keeps_the_dot_text(tmp_path, capsys, monkeypatc
     assert "not installed" in (out / "report" / "01_core__strip_training.svg").read_text()
     for link in _links((out / "report.html").read_text()):
         assert (out / link).is_file(), link
+
+
+def test_report_puts_verdicts_first_and_collapses_passes_that_changed_nothing(image_report):
+    page = (image_report / "report.html").read_text()
+    verdicts = page.index('id="verdicts"')
+    assert verdicts < page.index('id="pipeline"') < page.index('id="fidelity"')
+    assert verdicts < page.index('id="images"')
+    head = page[verdicts:page.index("</div></div>", verdicts)]
+    assert "fidelity: within tolerance" in head and "max abs error 0, identical" in head
+    assert "no target (--target none)" in head
+    toc = re.search(r'<nav class="toc">(.*?)</nav>', page).group(1)
+    anchors = re.findall(r'href="#([^"]+)"', toc)
+    assert anchors[:2] == ["images", "pipeline"] and "audit" not in anchors
+    assert all(f'id="{a}"' in page for a in anchors)
+    # core::dce changed nothing: hidden behind the toggle; each pass says what it is for
+    row = re.search(r'<tr class="nochange">.*?</tr>', page, re.S).group(0)
+    assert "core::dce" in row and "Remove every node the declared outputs do not need." in row
+    assert 'id="show-unchanged"' in page and "show the 1 passes that changed nothing" in page
+
+
+def test_changed_nodes_show_old_and_new_values(image_report):
+    from graphsurgery.ir.attrs import Shape
+    from graphsurgery.render.report import _attr_changes
+
+    g = gs.Graph([], inputs=[], outputs=[])
+    rw = gs.Rewriter(g, "test::build")
+    x = rw.placeholder("x", F32, [-1, 4])
+    rw.add_node("Relu", [x], {"T": F32}, name="y")
+    before = g.copy()
+    gs.Rewriter(g, "test::edit").set_attr("x", "shape", Shape((1, 4)))
+    assert _attr_changes(before.node_def("x"), g.node_def("x")) == "shape (-1, 4) \u2192 (1, 4)"
+    page = (image_report / "report" / "01_core__remove_identity.html").read_text()
+    assert "input 0 net/read \u2192 x" in html.unescape(page)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (make system-deps)")
+def test_diff_pages_search_nodes_by_name_offline(image_report, tmp_path):
+    """A diff page pans, zooms and finds nodes by name with its own script (no network)."""
+    page = image_report / "report" / "00_overall.html"
+    text = page.read_text()
+    assert 'id="find"' in text and "http" not in re.sub(r'xmlns[^"]*"[^"]*"', "", text)
+    base = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--virtual-time-budget=5000", "--dump-dom"]
+    found = {}
+    for i, name in enumerate(["net/scale", "no/such/node"]):
+        dom = subprocess.run(base + [f"--user-data-dir={tmp_path / f'p{i}'}",
+                                     f"{page.resolve().as_uri()}?find={name}"],
+                             check=True, capture_output=True, timeout=120, text=True).stdout
+        match = re.search(r'data-found="(\d+)"', dom)
+        assert match, "the page's navigation script did not run"
+        found[name] = int(match.group(1))
+        if found[name]:
+            assert re.search(r'<g id="n:net/scale" class="[^"]*found', dom)
+    assert found == {"net/scale": 1, "no/such/node": 0}

@@ -39,18 +39,29 @@ from ..base import Finding, Rule
 
 #: The TFLite-clean rules (targets.md). Lint findings and audit violations use these ids.
 RULES: tuple[Rule, ...] = (
-    Rule("builtins-only", "TFLite builtin ops only: no Flex (Select TF) ops, no custom ops"),
-    Rule("one-subgraph", "one subgraph: no IF/WHILE (fold Switch/Merge before conversion)"),
-    Rule("no-random", "no RANDOM_* ops: noise is a constant or a model input"),
-    Rule("rank<=4", "every tensor has rank <= 4 (GPU delegates and NPUs reject more)"),
+    Rule("builtins-only", "TFLite builtin ops only: no Flex (Select TF) ops, no custom ops",
+         fixed_by="a plugin pass lowering the op (StyleGAN's: stylegan::lower_fused_bias_act, "
+                  "stylegan::lower_upfirdn2d)"),
+    Rule("one-subgraph", "one subgraph: no IF/WHILE (fold Switch/Merge before conversion)",
+         fixed_by="core::fold_switch_merge (preset generic)"),
+    Rule("no-random", "no RANDOM_* ops: noise is a constant or a model input",
+         fixed_by="stylegan::noise (preset stylegan-to-tflite)"),
+    Rule("rank<=4", "every tensor has rank <= 4 (GPU delegates and NPUs reject more)",
+         fixed_by="stylegan::lower_upscale_6d, stylegan::lower_style_5d, "
+                  "stylegan::raise_upfirdn2d_ref (preset stylegan-to-tflite)"),
     Rule("no-inner-transpose", "no TRANSPOSE inside the network (one per input/output "
-                               "boundary is tolerated)"),
+                               "boundary is tolerated)",
+         fixed_by="core::to_nhwc"),
     Rule("constant-weights", "every CONV_2D/DEPTHWISE_CONV_2D/TRANSPOSE_CONV/FULLY_CONNECTED "
-                             "has a constant filter and bias (XNNPACK delegates it)"),
+                             "has a constant filter and bias (XNNPACK delegates it)",
+         fixed_by="stylegan::unfuse_modconv (preset stylegan-to-tflite)"),
     Rule("runs-in-litert", "the model runs in the LiteRT interpreter with default delegates"),
-    Rule("nhwc-layout", "no NCHW ops: TFLite has NHWC kernels only (run a layout pass)"),
-    Rule("no-host-ops", "no op that acts on this machine (file I/O, Python calls, printing)"),
-    Rule("no-training-ops", "no training leftovers (variables, Assign*, ref dtypes)"),
+    Rule("nhwc-layout", "no NCHW ops: TFLite has NHWC kernels only (run a layout pass)",
+         fixed_by="core::to_nhwc"),
+    Rule("no-host-ops", "no op that acts on this machine (file I/O, Python calls, printing)",
+         fixed_by="core::dce when the outputs do not need it; otherwise cut it out"),
+    Rule("no-training-ops", "no training leftovers (variables, Assign*, ref dtypes)",
+         fixed_by="core::strip_training (preset generic)"),
     Rule("no-assert", "no Assert (the converter drops it)", "warning"),
 )
 

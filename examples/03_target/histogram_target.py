@@ -28,7 +28,7 @@ class HistogramTarget(Target):
     """The op histogram of the rewritten graph, as ``ops.json``."""
 
     name = "histogram"
-    description = "the op histogram as JSON (a toy target: examples/02_target)"
+    description = "the op histogram as JSON (a toy target: examples/03_target)"
     filename = "ops.json"
     rules = (NO_RANDOM,)
 
