@@ -60,6 +60,45 @@ class ResolutionMixin:
         return 2 * self.resolution_log2 - 2
 
 
+def given_value(values: Mapping[str, Any], name: str, shape: Collection[int]) -> np.ndarray:
+    """``values[name]`` as float32, for a builder built from given weights instead of random
+    ones; a missing name is a ``KeyError(name)``, another shape a ``ValueError`` naming it."""
+    if name not in values:
+        raise KeyError(name)
+    value = np.asarray(values[name])
+    if list(value.shape) != [int(d) for d in shape]:
+        raise ValueError(f"variable {name}: shape {list(value.shape)}, the network needs "
+                         f"{[int(d) for d in shape]}")
+    return value.astype(np.float32, copy=False)
+
+
+def freeze_given(graph_def: Any, values: Mapping[str, np.ndarray], keep: list[str]) -> Any:
+    """``convert_variables_to_constants`` without a session, for given values: the graph is
+    cut to what ``keep`` needs and each ``VariableV2`` becomes a ``Const`` holding its value.
+
+    Returns graphsurgery's own GraphDef (:mod:`graphsurgery.ir.proto`), with each weight
+    copied once, straight into it: no variable buffers, no fetched copies, no serialised
+    TensorFlow GraphDef in between.
+    """
+    from graphsurgery.ir import proto
+    from graphsurgery.zoo._lazy import v1
+
+    out = proto.from_tf(v1.graph_util.extract_sub_graph(graph_def, keep))  # no weights yet
+    for node in out.node:
+        if node.op == "VariableV2":
+            value = np.asarray(values[node.name], dtype=np.float32, order="C")  # keeps 0-d
+            dtype = node.attr["dtype"].type
+            for key in [k for k in node.attr if k != "dtype"]:
+                del node.attr[key]
+            node.op = "Const"
+            tensor = node.attr["value"].tensor
+            tensor.dtype = dtype
+            for d in value.shape:
+                tensor.tensor_shape.dim.add().size = d
+            tensor.tensor_content = value.tobytes()
+    return out
+
+
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
@@ -73,7 +112,7 @@ class ZooEntry:
 
 
 _REGISTRY: dict[str, ZooEntry] = {}
-_BUILDER_MODULES = ("stylegan1", "stylegan2", "tf2")
+_BUILDER_MODULES = ("stylegan1", "stylegan2", "tf2", "ada", "progan", "tf2_port")
 
 
 def register(

@@ -200,8 +200,9 @@ def materialize_custom_ops(graph_def: Any, standins: Iterable[CustomOpStandIn]) 
 
 def fused_bias_act_ref(x: tf.Tensor, b: tf.Tensor | None = None, axis: int = 1,
                        act: str = "lrelu", alpha: float | None = None,
-                       gain: float | None = None) -> tf.Tensor:
-    """Bias + activation + gain with standard ops: ``act(x + reshape(b)) * gain``."""
+                       gain: float | None = None, clamp: float | None = None) -> tf.Tensor:
+    """Bias + activation + gain with standard ops: ``act(x + reshape(b)) * gain``, then
+    (StyleGAN2-ADA's ``clamp``) ``clip_by_value(x, -clamp, clamp)``."""
     x = tf.convert_to_tensor(x)
     spec = ACTIVATIONS[act]
     alpha, gain = act_defaults(act, alpha, gain)
@@ -212,12 +213,14 @@ def fused_bias_act_ref(x: tf.Tensor, b: tf.Tensor | None = None, axis: int = 1,
     x = spec.func(x, alpha)
     if gain != 1:
         x *= gain
+    if clamp is not None and clamp >= 0:
+        x = tf.clip_by_value(x, -clamp, clamp)
     return x
 
 
 def fused_bias_act_cuda(x: tf.Tensor, b: tf.Tensor | None = None, axis: int = 1,
                         act: str = "lrelu", alpha: float | None = None,
-                        gain: float | None = None) -> tf.Tensor:
+                        gain: float | None = None, clamp: float | None = None) -> tf.Tensor:
     """Custom-op form: ``FusedBiasAct(x, b, ref)`` (via a stand-in) inside a custom gradient."""
     x = tf.convert_to_tensor(x)
     empty = tf.constant([], dtype=x.dtype)
@@ -226,6 +229,8 @@ def fused_bias_act_cuda(x: tf.Tensor, b: tf.Tensor | None = None, axis: int = 1,
     alpha, gain = act_defaults(act, alpha, gain)
     attrs = {"axis": int(axis), "act": spec.code, "alpha": float(alpha or 0.0),
              "gain": float(gain), "grad": 0}
+    if clamp is not None:  # StyleGAN2-ADA's op has a clamp attribute
+        attrs["clamp"] = float(clamp)
 
     @tf.custom_gradient
     def func(x: tf.Tensor, b: tf.Tensor) -> tuple:
@@ -243,10 +248,10 @@ def fused_bias_act_cuda(x: tf.Tensor, b: tf.Tensor | None = None, axis: int = 1,
 
 def fused_bias_act(x: tf.Tensor, b: tf.Tensor | None = None, axis: int = 1,
                    act: str = "linear", alpha: float | None = None, gain: float | None = None,
-                   impl: Impl = "ref") -> tf.Tensor:
+                   impl: Impl = "ref", clamp: float | None = None) -> tf.Tensor:
     """Dispatch to :func:`fused_bias_act_ref` or :func:`fused_bias_act_cuda`."""
     fn = {"ref": fused_bias_act_ref, "cuda": fused_bias_act_cuda}[impl]
-    return fn(x, b, axis=axis, act=act, alpha=alpha, gain=gain)
+    return fn(x, b, axis=axis, act=act, alpha=alpha, gain=gain, clamp=clamp)
 
 
 # --------------------------------------------------------------------------------------------

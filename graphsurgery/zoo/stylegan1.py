@@ -28,14 +28,20 @@ import logging
 import math
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from graphsurgery.tfcompat import control_flow_v1
-from graphsurgery.zoo import BuiltModel, ResolutionMixin, register_presets
+from graphsurgery.zoo import (
+    BuiltModel,
+    ResolutionMixin,
+    freeze_given,
+    given_value,
+    register_presets,
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -117,12 +123,14 @@ class StyleGAN1Config(ResolutionMixin):
 class _GsBuilder:
     """Builds the ``Gs`` graph for one config into the current default graph."""
 
-    def __init__(self, cfg: StyleGAN1Config) -> None:
+    def __init__(self, cfg: StyleGAN1Config,
+                 values: Mapping[str, np.ndarray] | None = None) -> None:
         import tensorflow as tf
 
         self.tf = tf
         self.v1 = tf.compat.v1
         self.cfg = cfg
+        self.given = values  # variable name -> value: used instead of random draws
         self.variables: dict[str, Any] = {}
         self.noise_nodes: list[str] = []
 
@@ -140,11 +148,17 @@ class _GsBuilder:
         full = f"{scope}/{name}" if scope else name
         if full in self.variables:
             return self.variables[full]
-        rng = np.random.default_rng([self.cfg.seed, zlib.crc32(full.encode())])
-        value = rng.standard_normal(shape).astype(np.float32) * np.float32(std) + np.float32(mean)
+        if self.given is not None:  # checked now, frozen in later (freeze_given)
+            given_value(self.given, full, shape)
+            init: Any = self.v1.zeros_initializer()
+        else:
+            rng = np.random.default_rng([self.cfg.seed, zlib.crc32(full.encode())])
+            init = (rng.standard_normal(shape).astype(np.float32) * np.float32(std)
+                    + np.float32(mean))
         with self.tf.control_dependencies(None):
             var = self.v1.get_variable(
-                name, initializer=value.astype(np.float32), trainable=trainable, use_resource=False
+                name, shape=shape if self.given is not None else None, initializer=init,
+                dtype=self.tf.float32, trainable=trainable, use_resource=False
             )
         self.variables[full] = var
         return var
@@ -452,25 +466,36 @@ def _graph_parameters(graph_def: Any, names: set[str]) -> int:
     return total
 
 
-def build_stylegan1(cfg: StyleGAN1Config | None = None) -> BuiltModel:
-    """Build and freeze a StyleGAN (v1) ``Gs`` graph for ``cfg`` (default: full 1024 px)."""
+def build_stylegan1(cfg: StyleGAN1Config | None = None,
+                    values: Mapping[str, np.ndarray] | None = None) -> BuiltModel:
+    """Build and freeze a StyleGAN (v1) ``Gs`` graph for ``cfg`` (default: full 1024 px).
+
+    ``values`` (variable name -> array, e.g. from an NVlabs pickle) replaces the random
+    weights: a missing name is a ``KeyError`` naming it, a wrong shape a ``ValueError``;
+    ``meta["variables"]`` lists every variable the graph was built from. With ``values``
+    the graph is frozen without a session (:func:`graphsurgery.zoo.freeze_given`) and
+    ``graph_def`` is graphsurgery's own GraphDef (``graphsurgery.ir.proto``).
+    """
     import tensorflow as tf
 
     cfg = cfg or StyleGAN1Config()
     graph = tf.Graph()
     with graph.as_default(), control_flow_v1():
-        builder = _GsBuilder(cfg)
+        builder = _GsBuilder(cfg, values)
         tensors = builder.build()
         init = tf.compat.v1.global_variables_initializer()
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel(logging.ERROR)  # convert_variables_to_constants' deprecation warnings
     try:
-        with tf.compat.v1.Session(graph=graph) as sess:
-            sess.run(init)
-            graph_def = tf.compat.v1.graph_util.convert_variables_to_constants(
-                sess, graph.as_graph_def(), ["images_out", "labels_in"]
-            )
+        if values is not None:  # given weights: frozen without a session, into our GraphDef
+            graph_def = freeze_given(graph.as_graph_def(), values, ["images_out", "labels_in"])
+        else:
+            with tf.compat.v1.Session(graph=graph) as sess:
+                sess.run(init)
+                graph_def = tf.compat.v1.graph_util.convert_variables_to_constants(
+                    sess, graph.as_graph_def(), ["images_out", "labels_in"]
+                )
     finally:
         logger.setLevel(level)
     var_names = {v.op.name for v in builder.variables.values()}
@@ -502,6 +527,7 @@ def build_stylegan1(cfg: StyleGAN1Config | None = None) -> BuiltModel:
         "noise_nodes": [n for n in builder.noise_nodes if n in frozen],
         "num_params": _graph_parameters(graph_def, var_names & frozen),
         "config": asdict(cfg),
+        "variables": {k: v.shape.as_list() for k, v in builder.variables.items()},
     }
     return BuiltModel(list(INPUTS), list(OUTPUTS), graph_def=graph_def, meta=meta)
 

@@ -28,12 +28,20 @@ Key names in the frozen graph (``R`` = resolution, ``S`` = layer scope such as
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from graphsurgery.zoo import BuiltModel, ResolutionMixin, register_presets, sgops
+from graphsurgery.zoo import (
+    BuiltModel,
+    ResolutionMixin,
+    freeze_given,
+    given_value,
+    register_presets,
+    sgops,
+)
 from graphsurgery.zoo._lazy import tf, v1
 
 
@@ -81,18 +89,22 @@ class StyleGAN2Config(ResolutionMixin):
 class _Params:
     """Creates ref variables and remembers the numpy values to load into them."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, given: Mapping[str, np.ndarray] | None = None) -> None:
         self.rng = np.random.default_rng(seed)
+        self.given = given  # variable name -> value: used instead of random draws
         self.values: list[tuple[Any, np.ndarray]] = []
         self.num_trainable = 0
 
     def get(self, name: str, shape: list[int], std: float = 1.0, mean: float = 0.0,
             trainable: bool = True) -> tf.Tensor:
-        value = (self.rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
-                 + np.float32(mean))
+        if self.given is None:
+            value = (self.rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
+                     + np.float32(mean))
         var = v1.get_variable(name, shape=shape, dtype=tf.float32,
                                initializer=v1.zeros_initializer(), trainable=trainable,
                                use_resource=False)
+        if self.given is not None:
+            value = given_value(self.given, var.op.name, shape)
         self.values.append((var, value))
         if trainable:
             self.num_trainable += int(np.prod(shape))
@@ -104,10 +116,11 @@ class _Params:
 
 
 class _Builder:
-    def __init__(self, cfg: StyleGAN2Config) -> None:
+    def __init__(self, cfg: StyleGAN2Config,
+                 values: Mapping[str, np.ndarray] | None = None) -> None:
         cfg.validate()
         self.cfg = cfg
-        self.p = _Params(cfg.seed)
+        self.p = _Params(cfg.seed, values)
         self.layers: list[dict[str, Any]] = []
         self.torgb_info: list[dict[str, Any]] = []
         self.skip_images: dict[int, str] = {}
@@ -285,6 +298,12 @@ class _Builder:
 
             standins = sgops.custom_op_standins(graph)
             keep = ["images_out", "labels_in"]
+            if self.p.given is not None:  # given weights: frozen without a session
+                gd = graph.as_graph_def()
+                if standins:
+                    gd = sgops.materialize_custom_ops(gd, standins)
+                frozen = freeze_given(gd, {v.op.name: x for v, x in self.p.values}, keep)
+                return frozen, self.meta(standins)  # graphsurgery's GraphDef
             with v1.Session(graph=graph) as sess:
                 self.p.load(sess)
                 frozen = v1.graph_util.convert_variables_to_constants(
@@ -324,10 +343,20 @@ class _Builder:
         }
 
 
-def build_gs(cfg: StyleGAN2Config) -> BuiltModel:
-    """Build and freeze a StyleGAN2 ``Gs`` graph for ``cfg``."""
+def build_gs(cfg: StyleGAN2Config,
+             values: Mapping[str, np.ndarray] | None = None) -> BuiltModel:
+    """Build and freeze a StyleGAN2 ``Gs`` graph for ``cfg``.
+
+    ``values`` (variable name -> array, e.g. from an NVlabs pickle) replaces the random
+    weights: a missing name is a ``KeyError`` naming it, a wrong shape a ``ValueError``;
+    ``meta["variables"]`` lists every variable the graph was built from. With ``values``
+    the graph is frozen without a session (:func:`freeze_given`) and ``graph_def`` is
+    graphsurgery's own GraphDef (``graphsurgery.ir.proto``) rather than TensorFlow's.
+    """
     t0 = time.perf_counter()
-    graph_def, meta = _Builder(cfg).build()
+    builder = _Builder(cfg, values)
+    graph_def, meta = builder.build()
+    meta["variables"] = {var.op.name: list(value.shape) for var, value in builder.p.values}
     meta["build_seconds"] = round(time.perf_counter() - t0, 3)
     meta["num_nodes"] = len(graph_def.node)
     return BuiltModel(inputs=["latents_in:0", "labels_in:0"], outputs=["images_out:0"],

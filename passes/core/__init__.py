@@ -3,6 +3,7 @@
 from . import (  # noqa: F401
     cse,
     dce,
+    drop_empty_concat,
     fold_affine_chains,
     fold_constants,
     fold_shapes,
@@ -13,4 +14,6 @@ from . import (  # noqa: F401
     set_batch,
     strip_training,
     to_nhwc,
+    unwrap_nhwc,
+    upcast_float16,
 )

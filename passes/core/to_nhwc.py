@@ -490,6 +490,13 @@ class ReshapeLike(Handler):
         else:
             src = cv.get(x, False, node)
         out_conv = bool(cv.conv(y) and target is not None and is_trivial(y_shape, P))
+        if not out_conv and cv.conv(y) and target is not None and cv.rank(x) == 2 \
+                and _dense_columns_to_nhwc(cv, src, y_shape):
+            # [N, C*H*W] dense output -> [N, C, H, W]: its columns now come in (h, w, c)
+            # order, so the same reshape gives NHWC directly (ProGAN's 4x4 block).
+            _shape_op_to_reshape(cv, node, src, static_target(permute(y_shape)))
+            cv.set_layout(y, True)
+            return
         if out_conv:
             _shape_op_to_reshape(cv, node, src, static_target(permute(y_shape)))
         elif absorbed:
@@ -497,6 +504,69 @@ class ReshapeLike(Handler):
         else:
             cv.set_inputs(node, [src, *[cv.get(t, False, node) for t in node.data_inputs[1:]]])
         cv.set_layout(y, out_conv)
+
+
+#: Ops a dense layer's output may pass through before its reshape to NCHW: unary
+#: element-wise ops, and binary ones with a constant scalar or per-column operand.
+_COLUMNWISE_UNARY = frozenset({"Identity", "Relu", "Relu6", "LeakyRelu", "Elu", "Selu",
+                               "Tanh", "Sigmoid", "Softplus", "Neg"})
+_COLUMNWISE_BINARY = frozenset({"Add", "AddV2", "BiasAdd", "Sub", "Mul", "RealDiv",
+                                "Maximum", "Minimum"})
+
+
+def _dense_columns_to_nhwc(cv: _Converter, x: TensorRef, y_shape: Sequence[int]) -> bool:
+    """Permute the columns of the constant-weight ``MatMul`` producing 2-D ``x`` (and of the
+    per-column constants on the way) from NCHW ``(c, h, w)`` order to NHWC ``(h, w, c)``
+    order, so that reshaping ``x`` to ``[N, H, W, C]`` gives the NHWC version of its
+    reshape to ``y_shape = [N, C, H, W]``. Nothing changes unless the whole chain qualifies:
+    every node used only by the next, ending at a ``MatMul`` with a constant weight.
+    """
+    _, c, h, w = y_shape
+    if None in (c, h, w) or min(c, h, w) < 1:
+        return False
+    k = c * h * w
+    order = np.arange(k).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+    graph = cv.graph
+    edits: list[tuple[Node, int, np.ndarray]] = []
+    t = x
+    for _ in range(16):
+        node = graph.get(t.node)
+        if node is None or t.port != 0 or graph.is_output(node.name) \
+                or len(graph.consumers(t)) != 1:
+            return False
+        data = node.data_inputs
+        if node.op == "MatMul" and len(data) == 2 and graph.is_const(data[1]) \
+                and not node.attr("transpose_a", False):
+            wv = np.asarray(graph.const_value(data[1]))
+            axis = 0 if node.attr("transpose_b", False) else 1
+            if wv.ndim != 2 or wv.shape[axis] != k:
+                return False
+            edits.append((node, 1, np.ascontiguousarray(np.take(wv, order, axis=axis))))
+            break
+        if node.op in _COLUMNWISE_UNARY and len(data) == 1:
+            t = data[0]
+            continue
+        if node.op in _COLUMNWISE_BINARY and len(data) == 2:
+            consts = [i for i in (0, 1) if graph.is_const(data[i])]
+            if len(consts) != 1 or (node.op == "BiasAdd" and consts != [1]):
+                return False
+            i = consts[0]
+            v = np.asarray(graph.const_value(data[i]))
+            if v.size != 1:
+                if v.shape[-1] != k or v.size != k:
+                    return False
+                edits.append((node, i, np.ascontiguousarray(v[..., order])))
+            t = data[1 - i]
+            continue
+        return False
+    else:
+        return False
+    for node, i, value in edits:
+        const = cv.const(value, f"{node.name}/nhwc_columns")
+        inputs = list(node.data_inputs)
+        inputs[i] = const
+        cv.set_inputs(node, inputs)
+    return True
 
 
 @handles("Transpose")

@@ -89,6 +89,7 @@ def fused_bias_act_reference(node: Node, inputs: list[Any]) -> Any:
         # As the original op: an absent attribute takes its registered default (alpha 0,
         # gain 1), not the activation's usual value; frozen graphs carry all of them.
         alpha=node.attr("alpha", 0.0), gain=node.attr("gain", 1.0),
+        clamp=node.attr("clamp", -1.0),  # StyleGAN2-ADA's op; < 0 (the default): none
     )
 
 

@@ -1,4 +1,5 @@
-"""StyleGAN's pipeline presets: ``stylegan`` (any target) and ``stylegan-to-tflite``."""
+"""StyleGAN's pipeline presets: ``stylegan`` (any target), ``stylegan-to-tflite``,
+``stylegan-to-onnx`` and ``stylegan-to-coreml`` (each target's ``extend`` of ``stylegan``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ def stylegan() -> str:
         # 1. Make the graph importable and pick the progressive-growing level before any
         #    folding: lod decides which Switch branches live.
         "core::strip_training",
+        #    Mixed-precision graphs (StyleGAN2-ADA's float16 blocks) become float32 before
+        #    anything looks for structure: the casts to half and back would hide it, and
+        #    the float32 graph is the faithful one (float16 is a quantization choice).
+        "core::upcast_float16",
         # 2. Choices about what the model computes come first, while the structure they
         #    look for is intact: folding the control flow for lod 0 removes the lower
         #    resolutions' ToRGB layers that pruning cuts to, and truncation must be set
@@ -28,12 +33,18 @@ def stylegan() -> str:
         #    the learned constant) into constants.
         "core::set_batch",
         "core::fold_shapes",
+        #    Zero-size operands (labels_in [N, 0] concatenated to the latent) go, so the
+        #    empty input is pruned at the end.
+        "core::drop_empty_concat",
         "core::fold_switch_merge",
         "core::remove_identity",
         # 4. Noise becomes a constant (or a named input) before folding, so noise * weight
         #    folds where it does not grow the model.
         "stylegan::noise",
         "core::canonicalize",
+        #    TF2 ports run NCHW convolutions as NHWC ones between transposes: written back
+        #    as NCHW ops (shapes are constants by now), the structures below are found.
+        "core::unwrap_nhwc",
         # 5. Custom ops and the reference upfirdn2d chains become rank <= 4 builtins; the
         #    ref chain must be raised before anything else touches its 6-D pads.
         "stylegan::lower_fused_bias_act",
@@ -76,3 +87,21 @@ def stylegan_to_tflite() -> Any:
     from graphsurgery.targets import get_target
 
     return get_target("tflite").extend(Pipeline.preset("stylegan"))
+
+
+@register_pipeline("stylegan-to-onnx", "stylegan for the ONNX target: the original NCHW "
+                   "layout (no core::to_nhwc), no Transpose")
+def stylegan_to_onnx() -> Any:
+    from graphsurgery.pipeline import Pipeline
+    from graphsurgery.targets import get_target
+
+    return get_target("onnx").extend(Pipeline.preset("stylegan"))
+
+
+@register_pipeline("stylegan-to-coreml", "stylegan for the Core ML target (NHWC: coremltools "
+                   "removes its own transposes, and fails on NCHW depthwise convolutions)")
+def stylegan_to_coreml() -> Any:
+    from graphsurgery.pipeline import Pipeline
+    from graphsurgery.targets import get_target
+
+    return get_target("coreml").extend(Pipeline.preset("stylegan"))

@@ -42,7 +42,7 @@ class GuardBroadcastFolding(Pass):
 
     def run(self, graph: Graph, rw: Rewriter) -> None:
         replaced = self._outer_products(graph, rw)
-        for outer in graph.nodes(*_ADDS):
+        for outer in graph.nodes(*_ADDS, "BiasAdd"):  # TF2 ports add biases by BiasAdd
             if not outer.alive:
                 continue
             inner, c2 = self._split(graph, outer)

@@ -290,8 +290,9 @@ def test_more_op_kinds() -> None:
 
 
 def test_fallback_is_explicit_and_reported(caplog: pytest.LogCaptureFixture) -> None:
-    """Flattening [N, C, H, W] -> [N, C*H*W] and back (a dense layer's output un-flattened)
-    keep the NCHW element order: explicit Transposes stay, and are reported."""
+    """Flattening [N, C, H, W] -> [N, C*H*W] keeps the NCHW element order: an explicit
+    Transpose stays, and is reported. (Un-flattening a dense layer's output does not: its
+    weight's columns are permuted, see test_dense_reshaped_to_nchw_gets_nhwc_columns.)"""
     rng = np.random.default_rng(4)
     g = tf.Graph()
     with g.as_default():
@@ -304,9 +305,9 @@ def test_fallback_is_explicit_and_reported(caplog: pytest.LogCaptureFixture) -> 
     before = graph.copy()
     with caplog.at_level(logging.INFO, logger="graphsurgery.passes.core.to_nhwc"):
         run_pass(graph, PASS)
-    assert graph.op_counts()["Transpose"] == 2
-    assert "2 fallback Transpose(s)" in caplog.text
-    assert "-> flatten" in caplog.text and "unflatten:0 -> Conv2D" in caplog.text
+    assert graph.op_counts()["Transpose"] == 1
+    assert "1 fallback Transpose(s)" in caplog.text
+    assert "-> flatten" in caplog.text and "unflatten:0 -> Conv2D" not in caplog.text
     assert_equivalent(before, graph, max_rel=1e-5)
 
 
@@ -435,3 +436,50 @@ def test_sg1_tiny_after_rank_lowering_has_no_inner_transpose() -> None:
     run_pass(nhwc, PASS, output_layout="NHWC")
     assert nhwc.op_counts().get("Transpose", 0) == 0
     assert_nhwc_equivalent(before, nhwc)
+
+
+def _dense_to_nchw(bias_before_reshape: bool, shared: bool = False) -> gs.Graph:
+    """ProGAN's 4x4 block: dense [N, Z] -> [N, C*4*4] reshaped to NCHW [N, C, 4, 4], then
+    bias, leaky ReLU and a conv (optionally a per-column bias before the reshape, or the
+    dense output also read by another output)."""
+    C, Z = 6, 5
+    rng = np.random.default_rng(3)
+    g = tf.Graph()
+    outputs = ["images_out"]
+    with g.as_default():
+        z = tf.compat.v1.placeholder(tf.float32, [None, Z], name="latents")
+        d = tf.matmul(z, _w(rng, Z, C * 16, scale=1.0)) * 0.5
+        if bias_before_reshape:
+            d = d + _w(rng, C * 16)
+        if shared:
+            tf.identity(d, name="dense_out")
+            outputs.append("dense_out")
+        x = tf.reshape(d, [-1, C, 4, 4])
+        x = x + tf.reshape(_w(rng, C), [1, -1, 1, 1])
+        x = tf.maximum(x * 0.2, x)
+        x = tf.nn.conv2d(x, _w(rng, 3, 3, C, 3), [1, 1, 1, 1], "SAME", data_format="NCHW")
+        tf.identity(x, name="images_out")
+    return load(g, ["latents"], outputs)
+
+
+@pytest.mark.parametrize("bias_before_reshape", [False, True])
+def test_dense_reshaped_to_nchw_gets_nhwc_columns(bias_before_reshape: bool) -> None:
+    g = _dense_to_nchw(bias_before_reshape)
+    before = g.copy()
+    counts = g.op_counts()
+    assert counts["Transpose"] == 0 and counts["Reshape"] == 2
+    run_pass(g, PASS)
+    after = g.op_counts()
+    assert after["Transpose"] == 1  # the NCHW output boundary only: none after the reshape
+    assert g.node("images_out").op == "Transpose"
+    reshape = [n for n in g.nodes("Reshape") if g.node(n.data_inputs[0].node).op != "Const"]
+    assert any(list(g.const_value(n.data_inputs[1])) == [-1, 4, 4, 6] for n in reshape)
+    assert_equivalent(before, g, max_rel=1e-5)
+
+
+def test_dense_with_another_consumer_keeps_its_columns() -> None:
+    g = _dense_to_nchw(False, shared=True)
+    before = g.copy()
+    run_pass(g, PASS)
+    assert g.op_counts()["Transpose"] == 2  # the fallback after the reshape, and the output
+    assert_equivalent(before, g, max_rel=1e-5)

@@ -233,3 +233,94 @@ def test_passes_that_infer_shapes_say_so(monkeypatch):
     assert len(asked) >= 8
     unmarked = sorted(p for p in asked if not get_pass(p).infers_shapes)
     assert unmarked == []
+
+
+# StyleGAN2-ADA (families.md): mixed precision, conv_clamp, fp16 overflow guards, labels.
+ADA_TINY = ["ada-tiny", "ada-tiny-cond", "ada-tiny-fused", "ada-tiny-const-noise",
+            "ada-tiny-cuda", "ada-tiny-fp32", "ada-tiny-stylegan2"]
+
+
+def _float16_tensors(path) -> list[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    return [d["name"] for d in interp.get_tensor_details() if d["dtype"] == np.float16]
+
+
+@pytest.mark.parametrize(("name", "noise"), [(n, "const") for n in ADA_TINY]
+                         + [("ada-tiny", "input"), ("ada-tiny-cond", "input")])
+def test_stylegan2_ada_is_clean_float32_and_faithful(tmp_path, name, noise):
+    from graphsurgery.driver import FLOAT16_TOLERANCE, computes_in_float16
+
+    original = zoo.load(name)
+    graph, before, audit, reference, out = convert(name, tmp_path, noise=noise)
+    assert audit.clean, audit.violations
+    assert audit.transpose_count <= 1 and audit.nonconst_weights == []
+    assert not computes_in_float16(graph)
+    assert not _float16_tensors(tmp_path / f"{name}-{noise}-fp32.tflite")
+    after = graph.op_counts()
+    assert after.get("Cast", 0) == 0
+    # the weight guards fold into the constant filters; the style guards (max |s| of the
+    # run-time styles) stay as ABS / REDUCE_MAX / DIV builtins
+    assert after.get("Abs", 0) == before.get("Abs", 0) // 2
+    # conditional generators keep labels_in as a real input, down to the .tflite
+    conditional = zoo.build(name).meta["label_size"] > 0
+    assert ("labels_in:0" in [str(t) for t in graph.inputs]) == conditional
+    assert ("labels_in" in [i["name"] for i in audit.inputs]) == conditional
+    cmp = compare(reference, out)
+    if computes_in_float16(original):  # vs a float16 original: its precision (~70 dB)
+        assert cmp.psnr >= 60 and cmp.rel_max_abs <= FLOAT16_TOLERANCE, cmp
+    else:
+        assert cmp.psnr >= 120 and cmp.rel_max_abs <= 1e-5, cmp
+
+
+def test_conditional_generator_with_only_latents_named_keeps_labels(tmp_path, caplog):
+    """``--inputs latents_in`` on a conditional generator: labels_in stays an input (the
+    graph cannot run without it) and verification passes at float16's tolerance."""
+    model = zoo.build("ada-tiny-cond")
+    src = tmp_path / "cond.pb"
+    zoo.write(model, src)
+    result = gs.convert(src, "stylegan-to-tflite", outdir=tmp_path / "out",
+                        inputs=["latents_in"], verify=True)
+    assert result.status == 0, result.verification
+    assert result.inputs[:2] == ["latents_in:0", "labels_in:0"]
+    assert "kept as input" in caplog.text
+    ver = result.verification
+    assert ver["ok"] and ver["original_precision"] == "float16"
+    assert ver["tflite:images_out:0"]["psnr"] >= 60
+
+
+# ProGAN G_paper (families.md): dense reshaped to NCHW, [N, 0] labels concatenated.
+PROGAN_TINY = ["progan-tiny", "progan-tiny-linear", "progan-tiny-nonfused"]
+
+
+@pytest.mark.parametrize("name", PROGAN_TINY)
+def test_progan_is_clean_without_inner_transpose_and_faithful(tmp_path, name):
+    graph, before, audit, reference, out = convert(name, tmp_path)
+    assert audit.clean, audit.violations
+    assert audit.transpose_count == 1  # the NCHW output boundary only
+    assert audit.nonconst_weights == [] and audit.max_rank <= 4
+    after = graph.op_counts()
+    for op in ("Switch", "Merge", "Transpose"):
+        assert after.get(op, 0) <= (1 if op == "Transpose" else 0), op
+    # the empty labels_in [N, 0] is folded away: one model input
+    assert [str(t) for t in graph.inputs] == ["latents_in:0"]
+    assert [i["name"] for i in audit.inputs] == ["latents_in"]
+    cmp = compare(reference, out)
+    assert cmp.psnr >= 120 and cmp.rel_max_abs <= 1e-5, cmp
+
+
+def test_tf2_port_nhwc_convs_between_transposes_is_clean_and_faithful(tmp_path):
+    """A TF2 port in CPU mode: the wrapped convs are unwrapped, the 6-D zero insertion of
+    the ToRGB skip path lowers, and the layout pass leaves no transpose inside."""
+    graph, before, audit, reference, out = convert("tf2-port-tiny", tmp_path)
+    assert before["Transpose"] > 30 and before["Pad"] == 8
+    assert audit.clean, audit.violations
+    assert audit.transpose_count == 1 and audit.max_rank <= 4
+    assert audit.nonconst_weights == []
+    # noise + BiasAdd bias: guarded from folding into one [1,H,W,C] constant per layer
+    noise_subs = [n for n in graph.nodes("Sub") if graph.is_const(n.data_inputs[1])]
+    assert len(noise_subs) == 5
+    assert (tmp_path / "tf2-port-tiny-const-fp32.tflite").stat().st_size < 90_000
+    cmp = compare(reference, out)
+    assert cmp.psnr >= 120 and cmp.rel_max_abs <= 1e-5, cmp
