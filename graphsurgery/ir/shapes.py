@@ -215,7 +215,8 @@ def shape_conflicts(graph: Graph) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- shape functions
-def _attr_dtype(node: Node) -> DType | None:
+def attr_dtype(node: Node) -> DType | None:
+    """A node's dtype read from its ``T`` or ``dtype`` attribute (for shape functions)."""
     for key in ("T", "dtype"):
         value = node.attr(key)
         if isinstance(value, DType):
@@ -227,7 +228,7 @@ def _immutable_const(node: Node, inputs: list[TensorInfo]) -> list[TensorInfo]:
     """``ImmutableConst`` (never imported: it maps a file): its ``dtype`` and ``shape``."""
     shape = node.attr("shape")  # a tuple (None dims unknown), or None for an unknown rank
     dims = getattr(shape, "dims", shape)
-    return [TensorInfo(_attr_dtype(node), None if dims is None else tuple(dims))]
+    return [TensorInfo(attr_dtype(node), None if dims is None else tuple(dims))]
 
 
 def _string_of_rank(rank: int) -> ShapeFn:
@@ -520,7 +521,7 @@ class _Inference:
         for port in range(len(infos), count):
             dtype = opdefs.output_dtype(nd, port)
             if dtype is None and (port == 0 or not opdefs.is_registered(nd.op)):
-                dtype = _attr_dtype(node)
+                dtype = attr_dtype(node)
             if dtype is None:
                 dtype = DType.float32
                 self.guessed.add(name)
@@ -661,7 +662,7 @@ class _Inference:
             for port in range(count):
                 dtype = opdefs.output_dtype(nd, port)
                 if dtype is None and port == 0:
-                    dtype = _attr_dtype(node)
+                    dtype = attr_dtype(node)
                 result[TensorRef(name, port)] = TensorInfo(dtype, None)
         result.conflicts = self.conflicts
         result.opaque = dict(self.opaque)

@@ -25,20 +25,11 @@ from typing import Any
 
 from graphsurgery.errors import GraphError
 from graphsurgery.ir.customops import register_custom_op
-from graphsurgery.ir.dtypes import DType
 from graphsurgery.ir.graph import Node
-from graphsurgery.ir.shapes import UNKNOWN, TensorInfo
+from graphsurgery.ir.shapes import UNKNOWN, TensorInfo, attr_dtype
 
 FUSED_BIAS_ACT = "FusedBiasAct"
 UPFIRDN2D = "UpFirDn2D"
-
-
-def _attr_dtype(node: Node) -> DType | None:
-    for key in ("T", "dtype"):
-        value = node.attr(key)
-        if isinstance(value, DType):
-            return value
-    return None
 
 
 # ---------------------------------------------------------------------------- shapes
@@ -46,7 +37,7 @@ def upfirdn2d_shape(node: Node, inputs: list[TensorInfo]) -> list[TensorInfo]:
     """``UpFirDn2D``: x ``[major, H, W, minor]``, kernel ``[kh, kw]``."""
     x = inputs[0] if inputs else UNKNOWN
     k = inputs[1] if len(inputs) > 1 else UNKNOWN
-    dtype = x.dtype or _attr_dtype(node)
+    dtype = x.dtype or attr_dtype(node)
     if x.shape is None or len(x.shape) != 4:
         return [TensorInfo(dtype, (-1, -1, -1, -1))]
     major, in_h, in_w, minor = x.shape
@@ -67,7 +58,7 @@ def upfirdn2d_shape(node: Node, inputs: list[TensorInfo]) -> list[TensorInfo]:
 def fused_bias_act_shape(node: Node, inputs: list[TensorInfo]) -> list[TensorInfo]:
     """``FusedBiasAct`` is elementwise: its output is like input 0."""
     x = inputs[0] if inputs else UNKNOWN
-    return [TensorInfo(x.dtype or _attr_dtype(node), x.shape)]
+    return [TensorInfo(x.dtype or attr_dtype(node), x.shape)]
 
 
 # ---------------------------------------------------------------------------- reference maths
