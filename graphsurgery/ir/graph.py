@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,14 +202,22 @@ class Graph:
         """The graph as a ``tf.compat.v1.GraphDef`` (imports TensorFlow)."""
         return proto.to_tf(self.to_graph_def())
 
-    def copy(self) -> Graph:
-        """An independent graph sharing the (immutable) NodeDefs: cheap, no constant is copied."""
+    def copy(self, stand_ins: Mapping[str, Any] | None = None) -> Graph:
+        """An independent graph sharing the (immutable) NodeDefs: cheap, no constant is copied.
+
+        ``stand_ins`` maps node names to NodeDefs that take their place in the copy (same
+        name, op and inputs; a Const without its data for a view that only draws or diffs
+        the graph); the copy then starts with no decoded constants.
+        """
         g = Graph.__new__(Graph)
         g.source = self.source
         g._nodes = dict(self._nodes)
         g._stamps = dict(self._stamps)
         g._users = {k: set(v) for k, v in self._users.items()}
         g._const_cache = dict(self._const_cache)
+        if stand_ins is not None:
+            g._nodes.update(stand_ins)
+            g._const_cache = {}
         g.provenance = dict(self.provenance)
         g.versions = self.versions
         g.library = self.library

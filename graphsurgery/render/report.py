@@ -183,10 +183,8 @@ class ReportRecorder(Instrument):
         t0 = time.perf_counter()
         if self._lite is None:
             self._lite = {}
-            self._renew(graph, graph._nodes)
-        snapshot = graph.copy()
-        snapshot._const_cache = {}
-        snapshot._nodes.update(self._lite)
+            self._renew(graph, graph.names)
+        snapshot = graph.copy(stand_ins=self._lite)
         self._snapshot = snapshot
         if self.input is None:
             self.input = snapshot
@@ -201,7 +199,7 @@ class ReportRecorder(Instrument):
     def _renew(self, graph: Graph, names: Any) -> None:
         for name in names:
             self._lite.pop(name, None)
-            nd = graph._nodes.get(name)
+            nd = graph.node_def(name) if name in graph else None
             if nd is not None and _is_big_const(nd):
                 self._lite[name] = _lite_const(nd)
 
@@ -274,7 +272,7 @@ class ReportRecorder(Instrument):
         before = self.input
         changes = {}
         for n in self.touched:
-            was, now = n in before._nodes, n in graph._nodes
+            was, now = n in before, n in graph
             if was and now:
                 changes[n] = "changed"
             elif now:

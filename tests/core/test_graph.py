@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import graphsurgery as gs
+from graphsurgery.ir import proto
 from graphsurgery.ir.names import Input, NameGenerator, TensorRef
 
 from .graphs import chain, deep_chain
@@ -82,3 +83,17 @@ def test_traversals_of_deep_chains_are_iterative(kind):
     assert "n0" in g.ancestors(["y"])
     assert check_structure(g) == []
     assert g.to_networkx().number_of_nodes() == len(g)
+
+
+def test_copy_with_stand_ins_leaves_the_original_alone():
+    g = chain()
+    c = next(n for n in g if n.op == "Const")
+    g.const_value(c.name)  # decoded and cached in the original
+    lite = proto.NodeDef()
+    lite.CopyFrom(g.node_def(c.name))
+    lite.attr["value"].tensor.ClearField("tensor_content")
+    lite.attr["value"].tensor.ClearField("float_val")
+    view = g.copy(stand_ins={c.name: lite})
+    assert view.node_def(c.name) is lite and g.node_def(c.name) is not lite
+    assert view._const_cache == {} and c.name in g._const_cache
+    assert g.copy(stand_ins={}).node_def(c.name) is g.node_def(c.name)
