@@ -381,8 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to export and audit (a registered target, see `graphsurgery "
                         "targets`; none: the rewritten GraphDef only)")
     r.add_argument("--quantize", choices=["fp32", "fp16", "dynamic", "int8"], default=None,
-                   help="the exported model's precision, as the target supports it: tflite all four, "
-                        "coreml fp32/fp16/int8 (8-bit linear weights), onnx fp32 (default fp32)")
+                   help="the exported model's precision, as the target supports it: tflite "
+                        "all four, coreml fp32/fp16/int8 (8-bit linear weights), onnx fp32 "
+                        "(default fp32)")
     r.add_argument("--verify", action="store_true",
                    help="compare outputs with the input graph on random inputs")
     r.add_argument("--tolerance", type=float, default=1e-3,
