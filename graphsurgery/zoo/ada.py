@@ -140,15 +140,7 @@ class _ADABuilder(_Builder):
                     y = self.bias_act(y)
                     y = sgops.pixel_norm(y)
                 x = tf.concat([x, y], axis=1)
-            for layer_idx in range(cfg.mapping_layers):
-                with v1.variable_scope(f"Dense{layer_idx}"):
-                    last = layer_idx == cfg.mapping_layers - 1
-                    fmaps = cfg.dlatent_size if last else cfg.mapping_fmaps
-                    x = self.dense(x, fmaps, lrmul=cfg.mapping_lrmul)
-                    x = self.bias_act(x, act="lrelu", lrmul=cfg.mapping_lrmul)
-            with v1.variable_scope("Broadcast"):
-                x = tf.tile(x[:, tf.newaxis], [1, cfg.num_layers, 1])
-            return tf.identity(x, name="dlatents_out")
+            return self.mapping_layers(x)
 
     def synthesis(self, dlatents: tf.Tensor) -> tf.Tensor:
         cfg = self.cfg

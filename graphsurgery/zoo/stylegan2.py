@@ -203,22 +203,27 @@ class _Builder:
 
     # -- networks --
 
-    def mapping(self, latents_in: tf.Tensor, labels_in: tf.Tensor) -> tf.Tensor:
+    def mapping_layers(self, x: tf.Tensor) -> tf.Tensor:
+        """The mapping's dense layers on the normalised input, broadcast to every layer
+        (``dlatents_out``); called inside the ``G_mapping`` scope."""
         cfg = self.cfg
+        for layer_idx in range(cfg.mapping_layers):
+            with v1.variable_scope(f"Dense{layer_idx}"):
+                last = layer_idx == cfg.mapping_layers - 1
+                fmaps = cfg.dlatent_size if last else cfg.mapping_fmaps
+                x = self.dense(x, fmaps, lrmul=cfg.mapping_lrmul)
+                x = self.bias_act(x, act="lrelu", lrmul=cfg.mapping_lrmul)
+        with v1.variable_scope("Broadcast"):
+            x = tf.tile(x[:, tf.newaxis], [1, cfg.num_layers, 1])
+        return tf.identity(x, name="dlatents_out")
+
+    def mapping(self, latents_in: tf.Tensor, labels_in: tf.Tensor) -> tf.Tensor:
         with v1.variable_scope("G_mapping"):
             x = tf.identity(latents_in, name="latents_in")
             tf.identity(labels_in, name="labels_in")  # label_size 0: unused, as in Gs
             with v1.variable_scope("Normalize"):
                 x = sgops.pixel_norm(x)
-            for layer_idx in range(cfg.mapping_layers):
-                with v1.variable_scope(f"Dense{layer_idx}"):
-                    last = layer_idx == cfg.mapping_layers - 1
-                    fmaps = cfg.dlatent_size if last else cfg.mapping_fmaps
-                    x = self.dense(x, fmaps, lrmul=cfg.mapping_lrmul)
-                    x = self.bias_act(x, act="lrelu", lrmul=cfg.mapping_lrmul)
-            with v1.variable_scope("Broadcast"):
-                x = tf.tile(x[:, tf.newaxis], [1, cfg.num_layers, 1])
-            return tf.identity(x, name="dlatents_out")
+            return self.mapping_layers(x)
 
     def truncation(self, dlatents: tf.Tensor, dlatent_avg: tf.Tensor) -> tf.Tensor:
         cfg = self.cfg
