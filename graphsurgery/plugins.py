@@ -21,6 +21,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from .errors import UsageError
 from .ir import customops
@@ -31,23 +32,36 @@ _loaded_entry_points = False
 _loaded_files: dict[Path, ModuleType] = {}
 
 
+def load_group(group: str, what: str) -> list[Any]:
+    """Load every entry point of ``group``, in name order, and return what each names.
+
+    Plugin code that raises, or calls ``sys.exit``, is a :class:`UsageError` naming
+    ``what`` (``"plugin"``, ``"target plugin"``), the entry point and its module.
+    """
+    loaded = []
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        try:
+            loaded.append(ep.load())
+        except SystemExit as exc:
+            raise UsageError(f"{what} {ep.name} ({ep.value}) {_exited(exc)}") from None
+        except Exception as exc:
+            raise UsageError(
+                f"{what} {ep.name} ({ep.value}) failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+    return loaded
+
+
 def load_entry_points() -> None:
     """Import every module of the ``graphsurgery.passes`` entry-point group (once)."""
     global _loaded_entry_points
     if _loaded_entry_points:
         return
     _loaded_entry_points = True
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        try:
-            ep.load()
-        except SystemExit as exc:
-            _loaded_entry_points = False
-            raise UsageError(f"plugin {ep.name} ({ep.value}) {_exited(exc)}") from None
-        except Exception as exc:
-            _loaded_entry_points = False
-            raise UsageError(
-                f"plugin {ep.name} ({ep.value}) failed to import: {type(exc).__name__}: {exc}"
-            ) from exc
+    try:
+        load_group(GROUP, "plugin")
+    except UsageError:
+        _loaded_entry_points = False
+        raise
 
 
 # Custom ops (graphsurgery.ir.customops) are declared by plugins: an unknown one loads them.

@@ -16,7 +16,6 @@ is loaded through the same group. Importing this package does not import TensorF
 from __future__ import annotations
 
 import logging
-from importlib.metadata import entry_points
 from typing import Any
 
 from ..errors import UsageError
@@ -58,23 +57,15 @@ def load_entry_points() -> None:
     if _loaded:
         return
     _loaded = True
-    from ..plugins import _exited
+    from ..plugins import load_group
 
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        try:
-            obj = ep.load()
+    try:
+        for obj in load_group(GROUP, "target plugin"):
             if isinstance(obj, Target) or (isinstance(obj, type) and issubclass(obj, Target)):
                 register_target(obj)
-        except SystemExit as exc:
-            _loaded = False
-            raise UsageError(f"target plugin {ep.name} ({ep.value}) {_exited(exc)}") from None
-        except UsageError:
-            _loaded = False
-            raise
-        except Exception as exc:
-            _loaded = False
-            raise UsageError(f"target plugin {ep.name} ({ep.value}) failed to import: "
-                             f"{type(exc).__name__}: {exc}") from exc
+    except UsageError:
+        _loaded = False
+        raise
 
 
 def all_targets() -> dict[str, Target]:
