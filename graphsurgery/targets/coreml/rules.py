@@ -47,10 +47,9 @@ CONST_OPS = ("const", "constexpr_")
 # ------------------------------------------------------------------ lint (GraphDef)
 def lint(graph: Graph) -> list[Finding]:
     """Every node of ``graph`` that keeps its Core ML conversion from being clean."""
-    from ..tflite.lint import Context, _runtime_nodes, _weight_input, training_op
+    from ..tflite.lint import Context, _weight_input, training_op
 
-    ctx = Context(graph, None, _runtime_nodes(graph), {t.node for t in graph.inputs},
-                  {e.node: e.reason for e in opdefs.side_effects(graph)})
+    ctx = Context.of(graph, infer=False)
     found: list[Finding] = []
 
     def add(node: Node, rule_id: str, reason: str) -> None:

@@ -65,12 +65,9 @@ def lint(graph: Graph) -> list[Finding]:
     host ops, training leftovers, random ops, convolution/MatMul weights computed from a
     graph input, ``Transpose`` inside the network, and inputs of unknown shape.
     """
-    from ...check import inferred_shapes
-    from ..tflite.lint import Context, _runtime_nodes, _weight_input, training_op
+    from ..tflite.lint import Context, _weight_input, training_op
 
-    ctx = Context(graph, inferred_shapes(graph), _runtime_nodes(graph),
-                  {t.node for t in graph.inputs},
-                  {e.node: e.reason for e in opdefs.side_effects(graph)})
+    ctx = Context.of(graph)
     found: list[Finding] = []
 
     def add(node: Node, rule_id: str, reason: str, severity: str = "error") -> None:

@@ -127,6 +127,14 @@ class Context:
     input_nodes: set[str]
     host: dict[str, str]  # node -> why it acts on the host
 
+    @classmethod
+    def of(cls, graph: Graph, infer: bool = True) -> Context:
+        """The facts of ``graph`` (inferred shapes only with ``infer``), for any target's
+        lint."""
+        return cls(graph, inferred_shapes(graph) if infer else None, _runtime_nodes(graph),
+                   {t.node for t in graph.inputs},
+                   {e.node: e.reason for e in opdefs.side_effects(graph)})
+
 
 #: A rule: (context, node) -> (severity, reason) or None.
 NodeRule = Callable[[Context, Node], "tuple[str, str] | None"]
@@ -250,9 +258,7 @@ def not_builtin(ctx: Context, node: Node) -> tuple[str, str] | None:
 
 def lint(graph: Graph) -> list[Finding]:
     """Every node that blocks (or may hinder) a TFLite-clean conversion, in graph order."""
-    ctx = Context(graph, inferred_shapes(graph), _runtime_nodes(graph),
-                  {t.node for t in graph.inputs},
-                  {e.node: e.reason for e in opdefs.side_effects(graph)})
+    ctx = Context.of(graph)
     found: list[Finding] = []
     for node in graph.nodes():
         found.extend(lint_node(ctx, node))
