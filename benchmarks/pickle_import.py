@@ -1,8 +1,9 @@
 """Issue 16: importing a 1024 px NVlabs pickle (StyleGAN2 config-f weights, about 120 MB).
 
-``python -m benchmarks.pickle_import [--workdir DIR]`` writes an NVlabs-format ``(G, D, Gs)``
-pickle from the zoo's ``sg2-1024`` weights (``Gs`` only carries real weights; ``G`` and
-``D`` are small), then measures, each in a fresh child process so its time and peak RSS are
+``python -m benchmarks.pickle_import [--workdir DIR] [--preset sg2-1024]`` writes an
+NVlabs-format ``(G, D, Gs)`` pickle from the zoo's ``sg2-1024`` weights with
+:mod:`graphsurgery.zoo.nvlabs_write` (``Gs`` only carries real weights; ``G`` and ``D`` are
+small), then measures, each in a fresh child process so its time and peak RSS are
 its own:
 
 * ``read``: :func:`graphsurgery.ir.pickle.read_pickle` alone (the restricted unpickler; no
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -29,20 +29,18 @@ from pathlib import Path
 from benchmarks._measure import peak_rss_mb, run_child
 
 
-def _write_pickle(path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "ir"))
+def _write_pickle(path: Path, preset: str = "sg2-1024") -> None:
     import numpy as np
-    import nvlabs_fixtures as fx
 
-    from graphsurgery.zoo import stylegan2
+    from graphsurgery.zoo import nvlabs_write, stylegan2
 
-    cfg = replace(stylegan2.CONFIG_F, randomize_noise=False)  # the noise variables kept
+    cfg = replace(stylegan2.PRESETS[preset], randomize_noise=False)  # the noise variables kept
     model = stylegan2.build_gs(cfg)
-    values = fx.frozen_values(model.graph_def, model.meta["variables"])
-    values["lod"] = np.zeros([], np.float32)
-    kw = {"resolution": 1024, "num_channels": 3, "label_size": 0, "fmap_base": 16 << 10}
-    small = fx.network("G", fx.V2 + ".G_main", kw, {"lod": values["lod"]})
-    fx.write(path, (small, fx.discriminator("v2"), fx.generator(values, "v2", kw)), protocol=4)
+    _, d, gs_net = nvlabs_write.snapshot(model)
+    small = nvlabs_write.network("G", "training.networks_stylegan2.G_main",
+                                 {"resolution": cfg.resolution},
+                                 {"lod": np.zeros([], np.float32)})
+    nvlabs_write.write(path, (small, d, gs_net), protocol=4)
 
 
 def _child(phase: str, path: str) -> None:
@@ -73,17 +71,19 @@ def _child(phase: str, path: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pickle_import")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--preset", default="sg2-1024",
+                    help="the StyleGAN2 zoo preset whose weights the pickle holds")
     ap.add_argument("--child", nargs=2, metavar=("PHASE", "PKL"))
     args = ap.parse_args()
     if args.child:
         _child(*args.child)
         return
     work = Path(args.workdir or tempfile.mkdtemp(prefix="gs-pickle-bench-"))
-    path = work / "sg2-1024-snapshot.pkl"
+    path = work / f"{args.preset}-snapshot.pkl"
     if not path.exists():
-        _write_pickle(path)
+        _write_pickle(path, args.preset)
     size_mb = os.path.getsize(path) / 2**20
-    report: dict[str, object] = {"file_mb": round(size_mb, 1)}
+    report: dict[str, object] = {"preset": args.preset, "file_mb": round(size_mb, 1)}
     for phase in ("read", "load"):
         r = run_child("benchmarks.pickle_import", "--child", phase, str(path))
         if r.get("ok"):

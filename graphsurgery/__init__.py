@@ -32,6 +32,7 @@ from .ir.dtypes import DType
 from .ir.graph import Graph, Node, Provenance
 from .ir.io import load, save, serialize
 from .ir.names import Input, TensorRef
+from .ir.pickle import PickleOptions
 from .pipeline import (
     DumpChanged,
     Fixpoint,
@@ -69,6 +70,7 @@ __all__ = [
     "Pass",
     "PassFailure",
     "PassRecord",
+    "PickleOptions",
     "Pipeline",
     "PipelineResult",
     "Provenance",

@@ -12,7 +12,15 @@ from __future__ import annotations
 import importlib.abc
 import os
 import sys
+import threading
 from typing import Any
+
+#: Held by whoever points file descriptor 2 elsewhere for a while (here, and the quiet load
+#: of :mod:`graphsurgery.ir.tf_capi` in its background thread). Two such redirections
+#: interleaved would restore each other's copies: fd 2 then keeps a pipe's write end open
+#: and the pipe's reader waits forever (``graphsurgery run x.pkl`` hung so: the pickle's
+#: rebuild imports TensorFlow while the shape library preloads).
+FD2_LOCK = threading.RLock()
 
 
 class _QuietTensorFlow(importlib.abc.MetaPathFinder):
@@ -24,17 +32,18 @@ class _QuietTensorFlow(importlib.abc.MetaPathFinder):
             return None
         self.active = True
         sys.meta_path.remove(self)
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            sys.stderr.flush()
-            os.dup2(devnull, 2)
-            import tensorflow  # noqa: F401  (the real import, now silent)
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
+        with FD2_LOCK:
+            saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                sys.stderr.flush()
+                os.dup2(devnull, 2)
+                import tensorflow  # noqa: F401  (the real import, now silent)
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                os.close(devnull)
         return None  # the module is in sys.modules now; the normal import finds it
 
 

@@ -3,7 +3,8 @@
 ``load`` accepts a frozen GraphDef ``.pb``, a ``.pbtxt``, a TF2 SavedModel directory
 (frozen through its serving signature by reading its files as data: nothing of the model
 runs), an NVlabs pickle ``.pkl`` (read by a restricted unpickler and rebuilt from its
-weights, :mod:`graphsurgery.ir.pickle`: nothing of the file runs), a ``tf.Graph``, or a
+weights, :mod:`graphsurgery.ir.pickle`: nothing of the file runs unless
+``pickle_options`` opt in to running it), a ``tf.Graph``, or a
 GraphDef object. Every tensor attribute is checked against its
 declared dtype and shape when loaded (:func:`attrs.tensor_problem`), naming the node. Binary
 files are parsed one node at a time, so a deleted constant frees its memory and no
@@ -21,7 +22,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import message as pb_message
 from google.protobuf import text_format
@@ -32,6 +33,9 @@ from .attrs import tensor_problem
 from .graph import Graph
 from .names import TensorRef
 from .structure import check_structure
+
+if TYPE_CHECKING:
+    from .pickle import PickleOptions
 
 Progress = Callable[[int, int], None]
 
@@ -46,6 +50,7 @@ def load(
     progress: Progress | None = None,
     signature: str = "serving_default",
     validate: bool = True,
+    pickle_options: PickleOptions | None = None,
 ) -> Graph:
     """Load a graph from a path or an in-memory TensorFlow object.
 
@@ -54,6 +59,8 @@ def load(
     ``progress(done_bytes, total_bytes)`` is called while a large file is read.
     The loaded graph is checked structurally (:func:`graphsurgery.ir.structure.check_structure`)
     unless ``validate`` is False; problems raise :class:`~graphsurgery.errors.GraphError`.
+    ``pickle_options`` (a :class:`~graphsurgery.ir.pickle.PickleOptions`) says how a ``.pkl``
+    is rebuilt; ``PickleOptions(trust_code=True, ...)`` RUNS the pickle's own code.
     """
     kwargs: dict[str, Any] = {"inputs": inputs, "outputs": outputs}
     if isinstance(source, Graph):
@@ -68,7 +75,7 @@ def load(
                 source=graph.source,
             )
     elif isinstance(source, str | os.PathLike):
-        graph = _load_path(Path(source), kwargs, progress, signature)
+        graph = _load_path(Path(source), kwargs, progress, signature, pickle_options)
     elif isinstance(source, proto.GraphDef):
         graph = Graph.from_graph_def(source, **kwargs)
     elif hasattr(source, "as_graph_def"):  # tf.Graph
@@ -114,7 +121,8 @@ def _check_tensors(graph: Graph) -> None:
                     raise InputError(f"{graph.source}: {where}: {problem}")
 
 
-def _load_path(path: Path, kwargs: dict[str, Any], progress: Progress | None, sig: str) -> Graph:
+def _load_path(path: Path, kwargs: dict[str, Any], progress: Progress | None, sig: str,
+               pickle_options: PickleOptions | None = None) -> Graph:
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     if path.is_dir():
@@ -122,7 +130,7 @@ def _load_path(path: Path, kwargs: dict[str, Any], progress: Progress | None, si
             return _load_saved_model(path, kwargs, sig)
         raise InputError(f"{path}: a directory that is not a SavedModel (no saved_model.pb)")
     if path.suffix in _PICKLE_SUFFIXES:
-        return _load_pickle(path, kwargs)
+        return _load_pickle(path, kwargs, pickle_options)
     size = path.stat().st_size
     if size == 0:
         raise InputError(f"{path}: empty file")
@@ -147,13 +155,14 @@ def _load_path(path: Path, kwargs: dict[str, Any], progress: Progress | None, si
     )
 
 
-def _load_pickle(path: Path, kwargs: dict[str, Any]) -> Graph:
+def _load_pickle(path: Path, kwargs: dict[str, Any],
+                 options: PickleOptions | None = None) -> Graph:
     """An NVlabs pickle read as data and its generator rebuilt from the weights
     (:mod:`graphsurgery.ir.pickle`: nothing in the file runs; anything the restricted
     unpickler cannot prove to be plain data is refused)."""
     from .pickle import load_pickle
 
-    model = load_pickle(path)
+    model = load_pickle(path, options)
     return Graph.from_graph_def(
         model.graph_def, source=str(path),
         inputs=kwargs["inputs"] if kwargs["inputs"] is not None else model.inputs,

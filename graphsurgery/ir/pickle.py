@@ -22,7 +22,9 @@ Anything else stops the read with :class:`~graphsurgery.errors.InputError` namin
 global (exit 2). The generator is then rebuilt from the recorded weights by the rebuilder
 registered for its ``build_func_name`` (:func:`register_rebuilder`; the StyleGAN ones live in
 ``graphsurgery.zoo.nvlabs`` and are found through the ``graphsurgery.pickles`` entry-point
-group): the file's code is never needed.
+group): the file's code is never needed. Only the explicit opt-in
+``PickleOptions(trust_code=True)`` (``--trust-pickle-code``) runs it, in a subprocess
+(:mod:`graphsurgery.ir.pickle_trusted`).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ import math
 import os
 import pickle
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,9 @@ GROUP = "graphsurgery.pickles"
 #: ``--network`` choices: a network of a ``(G, D, Gs)`` tuple or a component of it.
 NETWORKS = ("Gs", "G", "mapping", "synthesis")
 NOISE_MODES = ("stored", "random")
+#: What an error says when only the file's own code could build the network.
+OPT_IN = ("--trust-pickle-code --pickle-code-path NVLABS_REPO builds it by running the "
+          "pickle's own code instead (only for a file you trust)")
 _MAX_DEPTH = 64
 
 
@@ -210,14 +215,17 @@ class _EasyDict(dict):  # noqa: FURB189 - a plain dict that pickles may name
 class NetworkState(metaclass=_Sealed):
     """What ``Network.__setstate__`` receives, recorded and never built.
 
-    After :func:`read_pickle`: ``name``, ``build_func_name``, ``static_kwargs``,
-    ``components`` (nested networks: ``mapping``, ``synthesis``) and ``variables``, the
-    network's own variable names (relative to its scope) mapped to arrays.
+    After :func:`read_pickle`: ``name``, ``build_func_name`` (the short name the original
+    ``Network`` stores: ``G_main``, ``G_style``...), ``static_kwargs``, ``components`` (nested
+    networks: ``mapping``, ``synthesis``), ``variables``, the network's own variable names
+    (relative to its scope) mapped to arrays, and ``build_module_src``, the module source as
+    text (never run; ``""`` where the file holds no string there).
     """
 
     name: str = ""
     version: int = 0
     build_func_name: str = ""
+    build_module_src: str = ""
     static_kwargs: dict[str, Any] = {}  # noqa: RUF012 - class defaults, never mutated
     components: dict[str, NetworkState] = {}  # noqa: RUF012
     variables: dict[str, np.ndarray] = {}  # noqa: RUF012
@@ -386,9 +394,11 @@ def _finish_network(net: NetworkState, depth: int) -> NetworkState:
                 or not isinstance(item[1], np.ndarray | np.generic)):
             raise _Refused(f"a Network variable entry {str(item)[:60]!r}")
         variables[item[0]] = np.asarray(item[1])
+    src = state.get("build_module_src")
     d = net.__dict__
     d.update(name=state["name"], version=version, static_kwargs=state["static_kwargs"],
-             components=comps, variables=variables)
+             components=comps, variables=variables,
+             build_module_src=src if isinstance(src, str) else "")
     d["build_func_name"] = state["build_func_name"]
     return net
 
@@ -413,29 +423,50 @@ def select_network(obj: Any, network: str = "Gs", source: str = "") -> NetworkSt
 # ----------------------------------------------------------------------------- rebuilders
 @dataclass(frozen=True)
 class PickleOptions:
-    """How to rebuild: which network, truncation, noise (see :func:`load_pickle`)."""
+    """How to rebuild: which network, truncation, noise (see :func:`load_pickle`).
+
+    ``trust_code=True`` RUNS THE PICKLE'S OWN CODE instead of rebuilding from the weights
+    (:mod:`graphsurgery.ir.pickle_trusted`: a subprocess unpickles it with the real pickle
+    module and freezes ``get_output_for``), with the NVlabs repository clone ``code_path``
+    (its ``dnnlib``) on ``sys.path``, for at most ``code_timeout`` seconds; ``code_kwargs``
+    are added to every network's ``static_kwargs`` while unpickling (``{"impl": "ref"}``).
+    """
 
     network: str = "Gs"
     psi: float | None = None
     cutoff: int | None = None
     noise: str = "stored"
     seed: int = 0
+    trust_code: bool = False
+    code_path: str | None = None
+    code_timeout: float = 600.0
+    code_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: ``build(net, options, source) -> BuiltModel-like`` (``graph_def``, ``inputs``, ``outputs``).
 Rebuilder = Callable[[NetworkState, PickleOptions, str], Any]
 _REBUILDERS: dict[str, Rebuilder] = {}
+_LABELS: dict[str, str] = {}
 _discovered = False
 
 
-def register_rebuilder(build_func_names: Iterable[str]) -> Callable[[Rebuilder], Rebuilder]:
-    """Decorator: ``fn`` rebuilds networks whose ``build_func_name`` is one of these."""
+def register_rebuilder(build_func_names: Iterable[str], label: str = "",
+                       ) -> Callable[[Rebuilder], Rebuilder]:
+    """Decorator: ``fn`` rebuilds networks whose ``build_func_name`` is one of these.
+
+    Real snapshots store the short name (``G_main``: the original ``Network`` keeps the
+    object name without its module); a dotted name (``training.networks.G_main``) is only
+    matched exactly. Where one short name covers several families (StyleGAN2's and
+    StyleGAN2-ADA's ``G_main``), register a rebuilder for it that picks one from the data.
+    ``label`` (``"ProGAN"``) is what error messages say the name stands for."""
 
     def deco(fn: Rebuilder) -> Rebuilder:
         for name in build_func_names:
             if name in _REBUILDERS and _REBUILDERS[name] is not fn:
                 raise ValueError(f"a rebuilder for {name} is registered twice")
             _REBUILDERS[name] = fn
+            if label:
+                _LABELS[name] = label
         return fn
 
     return deco
@@ -451,9 +482,17 @@ def _discover() -> None:
 
 
 def rebuilders() -> list[str]:
-    """The build functions a pickle may name."""
+    """The build functions a pickle may name, in the short form real pickles store: a
+    dotted name whose short form is registered too is left out."""
     _discover()
-    return sorted(_REBUILDERS)
+    short = {n for n in _REBUILDERS if "." not in n}
+    return sorted(n for n in _REBUILDERS if n in short or n.rsplit(".", 1)[-1] not in short)
+
+
+def supported() -> str:
+    """``G_main (StyleGAN2 or StyleGAN2-ADA), G_paper (ProGAN), ...`` for error messages."""
+    names = [f"{n} ({_LABELS[n]})" if n in _LABELS else n for n in rebuilders()]
+    return ", ".join(names) or "none installed"
 
 
 def load_pickle(path: str | os.PathLike, options: PickleOptions | None = None) -> Any:
@@ -463,12 +502,22 @@ def load_pickle(path: str | os.PathLike, options: PickleOptions | None = None) -
     if options.noise not in NOISE_MODES:
         raise UsageError(f"noise {options.noise!r}: choose one of {', '.join(NOISE_MODES)}")
     source = str(path)
+    if options.trust_code:  # the user's explicit opt-in: the file's code runs, in a child
+        from .pickle_trusted import freeze_with_code
+
+        if options.network not in NETWORKS:
+            raise UsageError(f"--network {options.network}: choose one of "
+                             f"{', '.join(NETWORKS)}")
+
+        return freeze_with_code(path, options)
     net = select_network(read_pickle(path), options.network, source)
     _discover()
     build = _REBUILDERS.get(net.build_func_name)
     if build is None:
-        known = ", ".join(sorted(_REBUILDERS)) or "none installed"
         raise InputError(f"{source}: network {net.name!r} is built by {net.build_func_name}, "
-                         f"which graphsurgery cannot rebuild (supported: {known}); "
-                         "--trust-pickle-code (running the file's own code) is not available yet")
-    return build(net, options, source)
+                         f"which graphsurgery cannot rebuild (supported: {supported()}); "
+                         f"{OPT_IN}")
+    try:
+        return build(net, options, source)
+    except InputError as exc:  # unknown kwargs, mismatched variables: name the opt-in
+        raise type(exc)(f"{exc}; {OPT_IN}") from None

@@ -83,6 +83,11 @@ def _quietly(fn: Any) -> Any:
 
     if not _quiet.ACTIVE:
         return fn()
+    with _quiet.FD2_LOCK:  # no other redirection of fd 2 may interleave with this one
+        return _captured(fn)
+
+
+def _captured(fn: Any) -> Any:
     sys.stderr.flush()
     read_end, write_end = os.pipe()
     saved = os.dup(2)

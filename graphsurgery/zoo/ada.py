@@ -25,12 +25,13 @@ Inputs ``latents_in``, ``labels_in``; output ``images_out`` ``[N, C, R, R]`` flo
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from graphsurgery.zoo import BuiltModel, register_presets, sgops
+from graphsurgery.zoo import BuiltModel, freeze_given, register_presets, sgops
 from graphsurgery.zoo._lazy import tf, v1
 from graphsurgery.zoo.stylegan2 import StyleGAN2Config, _Builder
 
@@ -190,6 +191,12 @@ class _ADABuilder(_Builder):
             tf.identity(self.synthesis(dlatents), name="images_out")
             standins = sgops.custom_op_standins(graph)
             keep = ["images_out", "labels_in"]
+            if self.p.given is not None:  # given weights: frozen without a session
+                gd = graph.as_graph_def()
+                if standins:
+                    gd = sgops.materialize_custom_ops(gd, standins)
+                frozen = freeze_given(gd, {v.op.name: x for v, x in self.p.values}, keep)
+                return frozen, self.meta(standins)  # graphsurgery's GraphDef
             with v1.Session(graph=graph) as sess:
                 self.p.load(sess)
                 frozen = v1.graph_util.convert_variables_to_constants(
@@ -197,7 +204,11 @@ class _ADABuilder(_Builder):
         if standins:
             frozen = sgops.materialize_custom_ops(frozen, standins)
         frozen = v1.graph_util.extract_sub_graph(frozen, keep)
-        meta = {
+        return frozen, self.meta(standins)
+
+    def meta(self, standins: list[sgops.CustomOpStandIn]) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
             "kind": "stylegan2-ada", "resolution": cfg.resolution,
             "num_layers": cfg.num_layers, "architecture": "skip",
             "num_fp16_res": cfg.num_fp16_res, "conv_clamp": cfg.conv_clamp,
@@ -208,14 +219,25 @@ class _ADABuilder(_Builder):
                                  if cfg.fp16(r)],
             "layers": self.layers, "torgb": self.torgb_info,
             "skip_images": dict(self.skip_images),
+            "config": {**asdict(cfg), "resample_kernel": list(cfg.resample_kernel)},
+            "latent_size": cfg.latent_size, "dlatent_size": cfg.dlatent_size,
+            "mapping_output": "G_mapping/dlatents_out:0", "dlatents": "G_synthesis/dlatents_in:0",
         }
-        return frozen, meta
 
 
-def build_ada(cfg: ADAConfig) -> BuiltModel:
-    """Build and freeze a StyleGAN2-ADA ``Gs`` graph for ``cfg``."""
+def build_ada(cfg: ADAConfig, values: Mapping[str, np.ndarray] | None = None) -> BuiltModel:
+    """Build and freeze a StyleGAN2-ADA ``Gs`` graph for ``cfg``.
+
+    ``values`` (variable name -> array, e.g. from an NVlabs pickle) replaces the random
+    weights: a missing name is a ``KeyError`` naming it, a wrong shape a ``ValueError``;
+    ``meta["variables"]`` lists every variable the graph was built from. With ``values``
+    the graph is frozen without a session (:func:`graphsurgery.zoo.freeze_given`) and
+    ``graph_def`` is graphsurgery's own GraphDef (``graphsurgery.ir.proto``).
+    """
     t0 = time.perf_counter()
-    graph_def, meta = _ADABuilder(cfg).build()
+    builder = _ADABuilder(cfg, values)
+    graph_def, meta = builder.build()
+    meta["variables"] = {var.op.name: list(value.shape) for var, value in builder.p.values}
     meta["build_seconds"] = round(time.perf_counter() - t0, 3)
     meta["num_nodes"] = len(graph_def.node)
     return BuiltModel(inputs=["latents_in:0", "labels_in:0"], outputs=["images_out:0"],

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from graphsurgery.tfcompat import control_flow_v1
-from graphsurgery.zoo import BuiltModel, ResolutionMixin, register_presets
+from graphsurgery.zoo import BuiltModel, ResolutionMixin, freeze_given, register_presets
 from graphsurgery.zoo.stylegan1 import _GsBuilder
 
 
@@ -180,29 +180,41 @@ class _ProGANBuilder(_GsBuilder):
         return tf.identity(self.generator(combo_in, lod_in), name="images_out")
 
 
-def build_progan(cfg: ProGANConfig) -> BuiltModel:
-    """Build and freeze a ProGAN ``G_paper`` graph for ``cfg``."""
+def build_progan(cfg: ProGANConfig,
+                 values: Mapping[str, np.ndarray] | None = None) -> BuiltModel:
+    """Build and freeze a ProGAN ``G_paper`` graph for ``cfg``.
+
+    ``values`` (variable name -> array, e.g. from an NVlabs pickle) replaces the random
+    weights: a missing name is a ``KeyError`` naming it, a wrong shape a ``ValueError``;
+    ``meta["variables"]`` lists every variable the graph was built from. With ``values``
+    the graph is frozen without a session (:func:`graphsurgery.zoo.freeze_given`) and
+    ``graph_def`` is graphsurgery's own GraphDef (``graphsurgery.ir.proto``).
+    """
     import tensorflow as tf
 
     graph = tf.Graph()
     with graph.as_default(), control_flow_v1():
-        builder = _ProGANBuilder(cfg)  # type: ignore[arg-type]
+        builder = _ProGANBuilder(cfg, values)  # type: ignore[arg-type]
         builder.build_graph()
         init = tf.compat.v1.global_variables_initializer()
     logger = tf.get_logger()
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        with tf.compat.v1.Session(graph=graph) as sess:
-            sess.run(init)
-            graph_def = tf.compat.v1.graph_util.convert_variables_to_constants(
-                sess, graph.as_graph_def(), ["images_out"])
+        if values is not None:  # given weights: frozen without a session, into our GraphDef
+            graph_def = freeze_given(graph.as_graph_def(), values, ["images_out"])
+        else:
+            with tf.compat.v1.Session(graph=graph) as sess:
+                sess.run(init)
+                graph_def = tf.compat.v1.graph_util.convert_variables_to_constants(
+                    sess, graph.as_graph_def(), ["images_out"])
     finally:
         logger.setLevel(level)
     meta = {"kind": "progan", "resolution": cfg.resolution, "structure": cfg.structure,
             "fused_scale": cfg.fused_scale, "latent_size": cfg.latents,
             "label_size": cfg.label_size, "config": asdict(cfg),
             "num_nodes": len(graph_def.node),
+            "variables": {k: v.shape.as_list() for k, v in builder.variables.items()},
             "num_params": int(sum(np.prod(v.shape.as_list())
                                   for v in builder.variables.values()))}
     return BuiltModel(["latents_in:0", "labels_in:0"], ["images_out:0"], graph_def=graph_def,

@@ -39,13 +39,14 @@ def _v2(preset: str) -> tuple[stylegan2.StyleGAN2Config, dict, dict]:
     return cfg, values, kw
 
 
-def _write_v2(tmp_path: Path, preset: str = "sg2-tiny", protocol: int = 4, **extra):
+def _write_v2(tmp_path: Path, preset: str = "sg2-tiny", protocol: int = 4,
+              dotted: bool = False, **extra):
     cfg, values, kw = _v2(preset)
     kw.update(extra)
-    gs_net = fx.generator(values, "v2", kw, "Gs")
-    g_net = fx.generator({k: v * 2 for k, v in values.items()}, "v2", kw, "G")
-    path = fx.write(tmp_path / "snapshot.pkl", (g_net, fx.discriminator("v2"), gs_net),
-                    protocol=protocol)
+    gs_net = fx.generator(values, "v2", kw, "Gs", dotted)
+    g_net = fx.generator({k: v * 2 for k, v in values.items()}, "v2", kw, "G", dotted)
+    path = fx.write(tmp_path / ("dotted.pkl" if dotted else "snapshot.pkl"),
+                    (g_net, fx.discriminator("v2", dotted), gs_net), protocol=protocol)
     return path, cfg, values
 
 
@@ -72,20 +73,25 @@ def test_v2_pickle_imports_to_the_zoo_graph(tmp_path, preset, protocol):
     _same_graph(graph, preset_graph)
 
 
-def _write_v1(tmp_path: Path):
+def _write_v1(tmp_path: Path, dotted: bool = False):
     cfg = replace(stylegan1.PRESETS["sg1-tiny-const-noise"], explicit_mapping_gain=False)
     model = stylegan1.build_stylegan1(cfg)
     values = fx.frozen_values(model.graph_def, model.meta["variables"])
     kw = {**V1_KW, "truncation_psi_val": 0.7, "truncation_cutoff_val": 8}
-    net = fx.generator(values, "v1", kw)
-    path = fx.write(tmp_path / "v1.pkl", (fx.generator(values, "v1", kw, "G"),
-                                          fx.discriminator("v1"), net), protocol=2, numpy1=True)
+    net = fx.generator(values, "v1", kw, "Gs", dotted)
+    path = fx.write(tmp_path / ("v1-dotted.pkl" if dotted else "v1.pkl"),
+                    (fx.generator(values, "v1", kw, "G", dotted), fx.discriminator("v1", dotted),
+                     net), protocol=2, numpy1=True)
     return path, cfg, model
 
 
 def test_v1_pickle_numpy1_protocol2_imports_to_the_zoo_graph(tmp_path):
     path, cfg, model = _write_v1(tmp_path)
     assert b"numpy.core.multiarray" in path.read_bytes()
+    gs_net = read_pickle(path)[2]  # short build function names, as official snapshots store
+    assert (gs_net.build_func_name, gs_net.components["synthesis"].build_func_name,
+            gs_net.components["mapping"].build_func_name) == ("G_style", "G_synthesis",
+                                                              "G_mapping")
     graph = gs.load(path)
     zoo_graph = gs.load(model.graph_def, inputs=["latents_in", "labels_in"],
                         outputs=["images_out"])
@@ -124,10 +130,10 @@ def test_import_command_writes_the_frozen_graph(tmp_path, capsys):
     path, cfg, values = _write_v2(tmp_path)
     out = tmp_path / "frozen.pb"
     assert main(["import", str(path), "-o", str(out), "--psi", "0.5", "--cutoff", "4"]) == 0
-    assert "Gs (training.networks_stylegan2.G_main" in capsys.readouterr().out
+    assert "Gs (G_main, StyleGAN2, network Gs" in capsys.readouterr().out
     _same_graph(gs.load(out, outputs=["images_out"]), gs.load(path))
     assert main(["import", str(path), "-o", str(out), "--trust-pickle-code"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+    assert "no dnnlib to import" in capsys.readouterr().err  # opt-in: tests/ir/test_pickle_trusted
 
 
 @pytest.mark.parametrize("kind", ["v1", "v2"])
@@ -169,11 +175,29 @@ def test_variable_mismatches_name_the_variable(tmp_path, capsys):
     _expect_error(tmp_path / "e.pkl", capsys, "label_size=10 is not supported")
 
 
+def test_dotted_build_function_names_still_import(tmp_path):
+    short, _, _ = _write_v2(tmp_path)
+    dotted, _, _ = _write_v2(tmp_path, dotted=True)
+    assert read_pickle(dotted)[2].build_func_name == "training.networks_stylegan2.G_main"
+    assert read_pickle(short)[2].build_func_name == "G_main"
+    _same_graph(gs.load(dotted), gs.load(short))
+    v1_path, _, v1 = _write_v1(tmp_path, dotted=True)
+    assert read_pickle(v1_path)[2].build_func_name == "training.networks_stylegan.G_style"
+    _same_graph(gs.load(v1_path), gs.load(v1.graph_def, inputs=["latents_in", "labels_in"],
+                                          outputs=["images_out"]))
+
+
 def test_unknown_build_function_lists_the_supported_ones(tmp_path, capsys):
-    net = fx.network("Gs", "training.networks_progan.G_paper", {}, {})
+    net = fx.network("Gs", "training.networks_biggan.G_main", {}, {})
     fx.write(tmp_path / "p.pkl", net)
-    err = _expect_error(tmp_path / "p.pkl", capsys, "training.networks_progan.G_paper")
-    assert "training.networks_stylegan.G_style" in err and "--trust-pickle-code" in err
+    err = _expect_error(tmp_path / "p.pkl", capsys, "training.networks_biggan.G_main")
+    assert "--trust-pickle-code" in err
+    # the short form real pickles store, with the families they stand for
+    assert ("supported: G_main (StyleGAN2 or StyleGAN2-ADA), G_paper (ProGAN), "
+            "G_style (StyleGAN));") in err, err
+    assert "training.networks_stylegan" not in err and "training.networks." not in err
+    fx.write(tmp_path / "q.pkl", fx.network("Gs", "G_biggan", {}, {}))
+    _expect_error(tmp_path / "q.pkl", capsys, "is built by G_biggan, which graphsurgery cannot")
 
 
 # ------------------------------------------------------------------ hostile pickles

@@ -94,6 +94,43 @@ def test_quiet_loading_in_the_background_drops_only_the_librarys_lines():
     assert done.stderr == "main: still here\n"
 
 
+def test_a_quiet_tensorflow_import_during_the_background_load_does_not_hang():
+    """The quiet ``import tensorflow`` (``graphsurgery run x.pkl`` rebuilds with TensorFlow)
+    and the library's quiet load in its thread both point fd 2 elsewhere; interleaved, the
+    import restored fd 2 to a copy of the load's pipe and the load waited for that pipe's
+    end forever. Here the import starts while the load holds fd 2 and lasts past it."""
+    code = (
+        "import importlib.abc, importlib.machinery, sys, threading\n"
+        "from graphsurgery import _quiet\n"
+        "from graphsurgery.ir import tf_capi\n"
+        "_quiet.ACTIVE = True\n"
+        "a_in, importing, a_done = threading.Event(), threading.Event(), threading.Event()\n"
+        "class SlowTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'tensorflow':\n"
+        "            return importlib.machinery.ModuleSpec(name, self)\n"
+        "    def create_module(self, spec):\n"
+        "        return None\n"
+        "    def exec_module(self, module):\n"
+        "        importing.set()\n"
+        "        a_done.wait(2)\n"
+        "def load():\n"
+        "    tf_capi._quietly(lambda: (a_in.set(), importing.wait(0.5)))\n"
+        "    a_done.set()\n"
+        "sys.meta_path.append(SlowTensorFlow())\n"
+        "t = threading.Thread(target=load, daemon=True)\n"
+        "t.start()\n"
+        "a_in.wait(5)\n"
+        "_quiet.install()\n"
+        "import tensorflow\n"
+        "t.join(5)\n"
+        "print('hung' if t.is_alive() else 'ok', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout == "ok\n", (done.stdout, done.stderr)
+
+
 def test_bad_input_during_the_background_load_still_gets_its_error(tmp_path):
     """``graphsurgery run`` starts loading the library while it reads the file; a corrupt
     file's one-line error is not swallowed by the quiet load, and nothing else is written."""
