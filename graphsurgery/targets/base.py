@@ -72,17 +72,26 @@ class Finding:
 
 @dataclass
 class Artefact:
-    """What :meth:`Target.export` wrote: the file, its size, how long it took."""
+    """What :meth:`Target.export` wrote: the file, its size, how long it took, and any
+    other models written beside it (``variants``: name -> (path, bytes), such as Core ML's
+    compressed ``model.linear8.mlpackage``)."""
 
     target: str
     path: Path
     size: int
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, tuple[Path, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """``summary.json``'s ``export`` entry."""
-        return {"target": self.target, "ok": True, "seconds": self.seconds, "bytes": self.size}
+        """``summary.json``'s ``export`` entry (``variants`` only when there are some)."""
+        out: dict[str, Any] = {"target": self.target, "ok": True, "seconds": self.seconds,
+                               "bytes": self.size}
+        out.update({k: self.details[k] for k in ("quantize", "weights") if k in self.details})
+        if self.variants:  # beside the artefact: named relative to OUTDIR
+            out["variants"] = {k: {"path": p.name if p.parent == self.path.parent else str(p),
+                                   "bytes": n} for k, (p, n) in self.variants.items()}
+        return out
 
 
 class AuditLike(Protocol):
@@ -117,6 +126,32 @@ class Audit:
         return "clean" if self.clean else f"{len(self.violations)} violation(s)"
 
 
+def parse_target_options(specs: list[str] | tuple[str, ...], target: str | None
+                         ) -> dict[str, str]:
+    """``--target-option`` strings (``opset=13`` or ``onnx.opset=13``) as ``{option: text}``
+    for ``target``; the target's :meth:`Target.check_options` converts and checks the values.
+
+    A spec without ``=``, one naming another target, or any spec without a target is a
+    UsageError naming it.
+    """
+    out: dict[str, str] = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--target-option {spec}: write OPTION=VALUE (e.g. opset=17)")
+        if target is None:
+            raise UsageError(f"--target-option {spec}: there is no target (--target none)")
+        prefix, dot, name = key.rpartition(".")
+        if dot:
+            if prefix != target:
+                raise UsageError(f"--target-option {spec}: an option of target {prefix!r}, "
+                                 f"but the target is {target}")
+            key = name
+        out[key] = value.strip()
+    return out
+
+
 def violation_rule(line: str) -> str:
     """The rule id a violation line names (``"no-random: ..."`` -> ``"no-random"``)."""
     return line.split(":", 1)[0].strip()
@@ -136,6 +171,9 @@ class Target:
     label: ClassVar[str] = ""
     #: The artefact's file name inside OUTDIR.
     filename: ClassVar[str] = "model.out"
+    #: Other suffixes of models :meth:`audit` reads (``check`` audits a file ending in one
+    #: of these or in :attr:`filename`'s suffix), e.g. Core ML's older ``.mlmodel``.
+    suffixes: ClassVar[tuple[str, ...]] = ()
     #: The target's rules; lint findings and audit violations name them by id.
     rules: ClassVar[tuple[Rule, ...]] = ()
     #: Export options the target accepts (the driver passes only these).

@@ -56,6 +56,12 @@ def test_fp16_and_weight_compression_report_their_sizes(tmp_path):
         assert audit_spec(spec) == []
         assert any(op.startswith("constexpr_") for op in mil_ops(spec))  # compressed weights
     assert sizes["palettize4"] < sizes["fp16"]
+    # each compressed model is an artefact, in summary.json with its size
+    variants = _summary(tmp_path / "o")["export"]["variants"]
+    assert variants == {v: {"path": f"model.{v}.mlpackage", "bytes": sizes[v]}
+                        for v in ("linear8", "palettize4")}
+    assert result.artefacts["coreml.linear8"] == tmp_path / "o" / "model.linear8.mlpackage"
+    assert result.artefacts["coreml.palettize4"].is_dir()
     fp32 = gs.convert(zoo.load("sg2-tiny"), "stylegan-to-coreml", target="coreml",
                       outdir=tmp_path / "f")
     assert sizes["fp16"] < fp32.audit.size
@@ -116,3 +122,19 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert "pip install 'graphsurgery[coreml]'" in err
+
+
+def test_compress_option_on_the_command_line(tmp_path, capsys):
+    model = gs.save(zoo.load("sg2-tiny"), tmp_path / "g.pb")
+    code = main(["run", str(model), "-p", "stylegan-to-coreml", "--target", "coreml",
+                 "--target-option", "coreml.compress=palettize6", "-o", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    summary = _summary(tmp_path / "o")
+    size = summary["export"]["variants"]["palettize6"]["bytes"]
+    assert size == summary["audit"]["sizes"]["palettize6"] > 0
+    assert f"{tmp_path / 'o' / 'model.palettize6.mlpackage'} (" in out
+    code = main(["run", str(model), "-p", "core::dce", "--target", "coreml",
+                 "--target-option", "compress=zip", "-o", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert code == 2 and "option compress: unknown compression 'zip'" in err

@@ -205,7 +205,7 @@ def test_opset_option(tmp_path):
     result = gs.convert(zoo.load("sg2-tiny"), "stylegan-to-onnx", target=ONNXTarget(opset=13),
                         outdir=tmp_path / "o")
     assert result.status == 0 and result.audit.to_json()["opset"] == 13
-    with pytest.raises(UsageError, match="opset 3"):
+    with pytest.raises(UsageError, match="opset=3 is out of range"):
         ONNXTarget(opset=3)
     with pytest.raises(UsageError, match="--quantize int8 is not supported"):
         get_target("onnx").check_options({"quantize": "int8"})
@@ -236,3 +236,57 @@ def test_a_graph_acting_on_the_host_is_not_converted(tmp_path):
     rw.set_outputs([y, rf])
     with pytest.raises(VerificationError, match="'read'"):
         get_target("onnx").export(g, tmp_path)
+
+
+def test_opset_and_layout_options_on_the_command_line(tmp_path, capsys):
+    """``--target-option``: opset 13, images delivered NHWC (one Transpose writing the
+    output), verified against the NCHW reference through the recorded permutation."""
+    model = gs.save(zoo.load("sg2-tiny"), tmp_path / "g.pb")
+    code = main(["run", str(model), "-p", "stylegan-to-onnx", "--target", "onnx",
+                 "--target-option", "onnx.opset=13", "--target-option", "layout=nhwc",
+                 "--verify", "-o", str(tmp_path / "o")])
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert code == 0, capsys.readouterr()
+    assert summary["audit"]["opset"] == 13 and summary["audit"]["clean"]
+    m = onnx.load(str(tmp_path / "o" / "model.onnx"))
+    assert [d.dim_value for d in m.graph.output[0].type.tensor_type.shape.dim] == [1, 16, 16, 3]
+    transposes = [n for n in m.graph.node if n.op_type == "Transpose"]
+    assert len(transposes) == 1 and transposes[0].output[0] == m.graph.output[0].name
+    assert summary["verification"]["onnx:images_out:0"]["psnr"] >= 60
+
+
+def test_layout_nchw_drops_a_transpose_writing_an_output():
+    from graphsurgery.targets.onnx.layout import set_layout
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("Transpose", ["c"], ["y"], perm=[0, 2, 3, 1])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 2])], [W])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    expected = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    g = ogs.import_onnx(onnx.shape_inference.infer_shapes(model))
+    assert set_layout(g, "nchw") == {"outputs": {"y": [0, 3, 1, 2]}, "inputs": {}}
+    out = ogs.export_onnx(g)
+    assert [n.op_type for n in out.graph.node] == ["Conv"]
+    got = ort.InferenceSession(out.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(got, expected.transpose(0, 3, 1, 2))
+    assert set_layout(ogs.import_onnx(out), "nchw") == {"outputs": {}, "inputs": {}}
+
+
+@pytest.mark.parametrize("option, says", [
+    ("opset=abc", "opset='abc' is not an integer"),
+    ("onnx.opset=30", "opset=30 is out of range"),
+    ("layout=nwhc", "layout='nwhc' is not one of nchw, nhwc"),
+    ("coreml.compress=linear8", "an option of target 'coreml', but the target is onnx"),
+    ("threads=2", "target onnx has no option 'threads'"),
+    ("opset", "write OPTION=VALUE"),
+])
+def test_a_bad_target_option_is_one_line_naming_it(option, says, tmp_path, capsys):
+    model = gs.save(zoo.load("sg2-tiny"), tmp_path / "g.pb")
+    code = main(["run", str(model), "-p", "core::dce", "--target", "onnx",
+                 "--target-option", option, "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "o").exists()

@@ -10,9 +10,16 @@
   ``CoreMLTarget(compress=("linear8", "palettize6", "palettize4"))`` also writes
   ``model.<variant>.mlpackage`` with ``coremltools.optimize.coreml`` (sizes in the audit;
   k-means palettization when scikit-learn is installed, else uniform);
-* runner: none. Core ML cannot run predictions on Linux, so ``verify`` checks the rewritten
-  GraphDef only and the audit says so (``"prediction": "skipped: ..."``); on macOS,
-  ``coremltools.models.MLModel(path).predict(...)`` runs it.
+* runner: :class:`graphsurgery.targets.coreml.runner.CoreMLRunner` on macOS
+  (``coremltools.models.MLModel(path).predict``). Core ML cannot run predictions on Linux:
+  there ``run --verify`` checks the rewritten GraphDef only and the audit says so
+  (``"prediction": "skipped: ..."``), and ``graphsurgery verify model.mlpackage --reference
+  model.pb`` audits the package and exits 4 with one line saying predictions need macOS.
+
+Options: ``quantize`` and ``compress`` (``--target-option compress=linear8,palettize4``, or
+``CoreMLTarget(compress=(...))``): each variant is written beside the model, listed in
+``Result.artefacts`` (``coreml.linear8``) and ``summary.json``'s ``export.variants`` with
+its size.
 
 Needs the ``coreml`` extra (``pip install 'graphsurgery[coreml]'``).
 """
@@ -34,6 +41,7 @@ from .rules import RULES
 
 if TYPE_CHECKING:
     from ...ir.graph import Graph
+    from ...runners import Runner
 
 EXTRA = "pip install 'graphsurgery[coreml]'"
 #: --quantize values: compute precision, and the weight compression of the main artefact.
@@ -61,23 +69,23 @@ class CoreMLTarget(Target):
     label = "Core ML"
     description = "Core ML ML Program (.mlpackage, coremltools), no custom layers"
     filename = "model.mlpackage"
+    suffixes = (".mlmodel",)  # `check` audits the older single-file format too
     rules = RULES
     options = ("quantize", "compress")
 
-    def __init__(self, compress: tuple[str, ...] | list[str] = ()) -> None:
-        bad = [c for c in compress if c not in COMPRESSIONS]
-        if bad:
-            raise UsageError(f"target coreml: unknown compression {bad[0]!r} "
-                             f"(choose from {', '.join(COMPRESSIONS)})")
-        self.compress = tuple(compress)
+    def __init__(self, compress: tuple[str, ...] | list[str] | str = ()) -> None:
+        self.compress = _compressions(compress)
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """The base checks, then: coremltools is installed; ``quantize`` is one we map."""
+        """The base checks, then: coremltools is installed; ``quantize`` is one we map;
+        ``compress`` names known variants (``"linear8,palettize4"`` or a list)."""
         out = super().check_options(options)
         q = out.get("quantize")
         if q is not None and q not in QUANTIZE:
             raise UsageError(f"target coreml: --quantize {q} is not supported "
                              f"(choose from {', '.join(QUANTIZE)})")
+        if "compress" in out:
+            out["compress"] = _compressions(out["compress"])
         require()
         return out
 
@@ -100,29 +108,47 @@ class CoreMLTarget(Target):
         main = _compress(model, compression) if compression else model
         main.save(str(path))
         sizes = {quantize: _size(path)}
-        for variant in self.compress:
+        compress = options["compress"] if "compress" in options else self.compress
+        variants: dict[str, tuple[Path, int]] = {}
+        for variant in compress:
             extra = Path(outdir) / f"model.{variant}.mlpackage"
             _compress(model, variant).save(str(extra))
             sizes[variant] = _size(extra)
+            variants[variant] = (extra, sizes[variant])
         details: dict[str, Any] = {"quantize": quantize, "sizes": sizes}
-        if any(v.startswith("palettize") for v in self.compress):
+        if any(v.startswith("palettize") for v in compress):
             details["palettize_mode"] = palettize_mode()
-        return Artefact(self.name, path, sizes[quantize], time.perf_counter() - t0, details)
+        return Artefact(self.name, path, sizes[quantize], time.perf_counter() - t0, details,
+                        variants)
 
     def audit(self, artefact: Artefact) -> Audit:
         ct = require()
         from .rules import audit_spec, mil_ops
+        from .runner import prediction_unavailable
 
         spec = ct.utils.load_spec(str(artefact.path))
         facts: dict[str, Any] = {
             "model_type": spec.WhichOneof("Type"),
             "ops": mil_ops(spec),
-            "prediction": PREDICTION_NOTE,
         }
+        if prediction_unavailable():
+            facts["prediction"] = PREDICTION_NOTE
         for key in ("sizes", "palettize_mode"):
             if key in artefact.details:
                 facts[key] = artefact.details[key]
         return Audit(self.name, str(artefact.path), artefact.size, audit_spec(spec), facts)
+
+    def runner(self, artefact: Artefact) -> Runner | None:
+        """Core ML on macOS; None elsewhere (:meth:`runner_unavailable` says why)."""
+        from .runner import CoreMLRunner, prediction_unavailable
+
+        return None if prediction_unavailable() else CoreMLRunner(artefact.path)
+
+    def runner_unavailable(self) -> str | None:
+        """One line saying why :meth:`runner` is None here, or None."""
+        from .runner import prediction_unavailable
+
+        return prediction_unavailable()
 
 
 def _convert(ct: Any, graph: Graph, precision: Any) -> Any:
@@ -161,6 +187,18 @@ def palettize_mode() -> str:
     import importlib.util
 
     return "kmeans" if importlib.util.find_spec("sklearn") is not None else "uniform"
+
+
+def _compressions(value: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
+    """Compression variants from a list or ``"linear8,palettize4"`` (UsageError naming the
+    option for an unknown one)."""
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    names = [v for v in names if v]
+    bad = [c for c in names if c not in COMPRESSIONS]
+    if bad:
+        raise UsageError(f"target coreml: option compress: unknown compression {bad[0]!r} "
+                         f"(choose from {', '.join(COMPRESSIONS)})")
+    return tuple(dict.fromkeys(names))
 
 
 def _size(path: Path) -> int:

@@ -13,7 +13,11 @@
   :mod:`graphsurgery.targets.onnx.transposes`);
 * runner: :class:`graphsurgery.runners.ONNXRunner` (onnxruntime, CPU).
 
-Options: ``opset`` (``ONNXTarget(opset=13)`` as ``gs.convert(..., target=...)``; default 17).
+Options (``ONNXTarget(opset=13, layout="nhwc")``, ``gs.convert(..., target="onnx",
+target_options={"opset": 13})``, ``graphsurgery run --target onnx --target-option
+opset=13``): ``opset`` (9 to 21, default 17) and ``layout`` (``nchw``/``nhwc``: how the 4-D
+inputs and outputs are delivered, the network inside stays NCHW; default: as the rewritten
+graph has them; :mod:`graphsurgery.targets.onnx.layout`).
 Needs the ``onnx`` extra (``pip install 'graphsurgery[onnx]'``); without it, using the target
 is a one-line error naming the extra.
 """
@@ -48,23 +52,28 @@ class ONNXTarget(Target):
     description = "ONNX model (tf2onnx, cleaned by onnx-graphsurgeon), NCHW, onnxruntime"
     filename = "model.onnx"
     rules = RULES
-    options = ("quantize", "opset")
+    options = ("quantize", "opset", "layout")
 
-    def __init__(self, opset: int | None = None) -> None:
+    def __init__(self, opset: int | str | None = None, layout: str | None = None) -> None:
         from .export import DEFAULT_OPSET
 
-        self.opset = DEFAULT_OPSET if opset is None else int(opset)
-        if not 9 <= self.opset <= 21:
-            raise UsageError(f"target onnx: opset {opset} is out of range (9 to 21)")
+        self.opset = DEFAULT_OPSET if opset is None else _opset(opset)
+        self.layout = None if layout is None else _layout(layout)
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """The base checks, then: the extra is installed; ``quantize`` is fp32 or unset."""
+        """The base checks, then: the extra is installed; ``quantize`` is fp32 or unset;
+        ``opset`` an integer from 9 to 21 and ``layout`` nchw or nhwc (strings from the
+        command line are converted)."""
         from .export import require
 
         out = super().check_options(options)
         if out.get("quantize") not in (None, "fp32"):
             raise UsageError(f"target onnx: --quantize {out['quantize']} is not supported "
                              "(fp32 only)")
+        if "opset" in out:
+            out["opset"] = _opset(out["opset"])
+        if "layout" in out:
+            out["layout"] = _layout(out["layout"])
         require(*MODULES)
         return out
 
@@ -85,11 +94,15 @@ class ONNXTarget(Target):
         from .export import save, to_onnx
 
         t0 = time.perf_counter()
-        opset = int(options.get("opset") or self.opset)
-        model = to_onnx(graph, opset=opset)
+        opset = _opset(options.get("opset") or self.opset)
+        layout = options.get("layout") or self.layout
+        model = to_onnx(graph, opset=opset, layout=None if layout is None else _layout(layout))
         path = Path(outdir) / self.filename
         size = save(model, path)
-        return Artefact(self.name, path, size, time.perf_counter() - t0, {"opset": opset})
+        details: dict[str, Any] = {"opset": opset}
+        if layout is not None:
+            details["layout"] = layout
+        return Artefact(self.name, path, size, time.perf_counter() - t0, details)
 
     def audit(self, artefact: Artefact) -> Audit:
         import onnx
@@ -108,9 +121,44 @@ class ONNXTarget(Target):
         return Audit(self.name, str(artefact.path), artefact.size, audit_model(model), facts)
 
     def runner(self, artefact: Artefact) -> Runner:
-        from ...runners import ONNXRunner
+        """onnxruntime; inputs and outputs that ``layout`` permuted are fed and read in the
+        graph's layout (the permutations are in the model's metadata)."""
+        import json
 
-        return ONNXRunner(artefact.path)
+        import onnx
+
+        from ...runners import ONNXRunner
+        from .layout import METADATA_KEY, LayoutRunner
+
+        inner = ONNXRunner(artefact.path)
+        props = {p.key: p.value for p in onnx.load(str(artefact.path),
+                                                     load_external_data=False).metadata_props}
+        if METADATA_KEY in props:
+            return LayoutRunner(inner, json.loads(props[METADATA_KEY]))
+        return inner
+
+
+def _opset(value: int | str) -> int:
+    """``opset`` as an int from 9 to 21 (UsageError naming the option otherwise)."""
+    try:
+        opset = int(str(value).strip())
+    except ValueError:
+        raise UsageError(f"target onnx: option opset={value!r} is not an integer "
+                         "(9 to 21)") from None
+    if not 9 <= opset <= 21:
+        raise UsageError(f"target onnx: option opset={opset} is out of range (9 to 21)")
+    return opset
+
+
+def _layout(value: str) -> str:
+    """``layout`` as ``nchw`` or ``nhwc`` (UsageError naming the option otherwise)."""
+    from .layout import LAYOUTS
+
+    text = str(value).strip().lower()
+    if text not in LAYOUTS:
+        raise UsageError(f"target onnx: option layout={value!r} is not one of "
+                         f"{', '.join(LAYOUTS)}")
+    return text
 
 
 __all__ = ["RULES", "ONNXTarget"]

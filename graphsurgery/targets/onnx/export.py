@@ -47,8 +47,9 @@ def require(*modules: str) -> None:
             raise UsageError(f"the onnx target needs {mod.split('.')[0]}: {EXTRA}") from None
 
 
-def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET) -> Any:
-    """The ``onnx.ModelProto`` of ``graph`` (tf2onnx, then cleaned by :func:`clean`)."""
+def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET, layout: str | None = None) -> Any:
+    """The ``onnx.ModelProto`` of ``graph`` (tf2onnx, then cleaned by :func:`clean`), its
+    4-D inputs and outputs in ``layout`` (``"nchw"``/``"nhwc"``; None: as they are)."""
     require("onnx", "tf2onnx", "onnx_graphsurgeon")
     hosts = opdefs.side_effects(graph)
     if hosts:
@@ -76,13 +77,14 @@ def to_onnx(graph: Graph, opset: int = DEFAULT_OPSET) -> Any:
         raise VerificationError(f"tf2onnx failed: {first}") from exc
     finally:
         quiet.setLevel(level)
-    return clean(model)
+    return clean(model, layout)
 
 
-def clean(model: Any) -> Any:
+def clean(model: Any, layout: str | None = None) -> Any:
     """onnx-graphsurgeon's clean-up: fold constants (evaluated in onnxruntime), remove dead
     nodes and tensors, sort topologically; opset imports of unused domains dropped (tf2onnx
-    always imports ``ai.onnx.ml``); then ``onnx.checker``."""
+    always imports ``ai.onnx.ml``); the inputs and outputs put in ``layout``
+    (:func:`graphsurgery.targets.onnx.layout.set_layout`); then ``onnx.checker``."""
     import onnx
     import onnx_graphsurgeon as ogs
 
@@ -93,6 +95,11 @@ def clean(model: Any) -> Any:
     if any(n.op == "Transpose" for n in g.nodes):
         remove_transposes(g)
         g.fold_constants(error_ok=False).cleanup().toposort()
+    made = None
+    if layout is not None:
+        from .layout import set_layout
+
+        made = set_layout(g, layout)
     out = ogs.export_onnx(g)
     out.ir_version = model.ir_version
     # tf2onnx imports ai.onnx.ml whether or not a node uses it: keep the domains in use.
@@ -100,6 +107,12 @@ def clean(model: Any) -> Any:
     del out.opset_import[:]
     out.opset_import.extend(o for o in model.opset_import if o.domain in used)
     out.producer_name, out.producer_version = "graphsurgery", _version()
+    if made and (made["inputs"] or made["outputs"]):  # so that verify can undo them
+        import json
+
+        from .layout import METADATA_KEY
+
+        onnx.helper.set_model_props(out, {METADATA_KEY: json.dumps(made)})
     try:
         onnx.checker.check_model(out)
     except onnx.checker.ValidationError as exc:

@@ -77,8 +77,10 @@ class TFLiteTarget(Target):
         t0 = time.perf_counter()
         conv = convert_tflite(graph, Path(outdir) / self.filename,
                               quantize=options.get("quantize") or "fp32")
-        return Artefact(self.name, conv.path, conv.size, time.perf_counter() - t0,
-                        {"quantize": conv.quantize})
+        details: dict[str, Any] = {"quantize": conv.quantize}
+        if conv.weights:  # --quantize mobile: which weights are int8 and which fp16
+            details["weights"] = conv.weights
+        return Artefact(self.name, conv.path, conv.size, time.perf_counter() - t0, details)
 
     def audit(self, artefact: Artefact) -> TFLiteAudit:
         from ...export.audit import audit_tflite
