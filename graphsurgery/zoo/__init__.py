@@ -112,7 +112,8 @@ class ZooEntry:
 
 
 _REGISTRY: dict[str, ZooEntry] = {}
-_BUILDER_MODULES = ("stylegan1", "stylegan2", "tf2", "ada", "progan", "tf2_port")
+_BUILDER_MODULES = ("stylegan1", "stylegan2", "tf2", "ada", "progan", "tf2_port",
+                    "families")
 
 
 def register(
@@ -209,18 +210,22 @@ def cache_dir() -> Path:
 
 def write(model: BuiltModel, out: Path) -> Path:
     """Write a built model to ``out`` (a ``.pb`` file or a SavedModel directory), atomically."""
+    from graphsurgery.outdir import file_mode, fix_modes
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if model.saved_model_dir is not None:
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
         shutil.rmtree(tmp)
         shutil.copytree(model.saved_model_dir, tmp)
+        fix_modes(tmp)  # mkdtemp makes 0700: the umask's modes, like every output
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
         return out
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    try:
+    try:  # mkstemp makes 0600: the replaced file's mode, or the umask's (as ir.io.save)
+        os.fchmod(fd, out.stat().st_mode & 0o7777 if out.is_file() else file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(model.graph_def.SerializeToString())
         os.replace(tmp_name, out)

@@ -1,6 +1,7 @@
 """Generic ``core::*`` passes: one module per pass, each registering itself on import."""
 
 from . import (  # noqa: F401
+    bias_into_phases,
     cse,
     dce,
     drop_empty_concat,
@@ -16,4 +17,5 @@ from . import (  # noqa: F401
     to_nhwc,
     unwrap_nhwc,
     upcast_float16,
+    upsample_conv_phases,
 )
