@@ -8,6 +8,14 @@ the command logged, and from ``OUT/summary.json`` the timings the command record
 the report itself by wrapping its entry points (``report_render_s``: the recorder's hooks
 during the pipeline plus ``write_report``).
 
+``steps`` is the command's wall time split by step, measured by wrapping the driver's steps in
+this process: ``load``, ``import_tf`` (TensorFlow's import, wherever the main thread
+does it), ``passes``, ``convert`` and ``audit`` (the export), ``verify``
+(what the main thread spends verifying: waiting for the reference runs, the artefact's run,
+the comparison) and ``report``; with ``--verify`` also ``background`` (the reference runs
+the driver made in threads meanwhile, from ``Result.timings``, where it has them).
+``steps_line`` is the same on one line.
+
 ``python -m benchmarks.cli_run --has-option run --report`` prints whether ``graphsurgery run``
 accepts ``--report`` (used to time issue 5's report only once it exists).
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import sys
 import time
@@ -83,6 +92,53 @@ def _time_report(timings: dict[str, float]) -> None:
         wrap(report.ReportRecorder, hook, "recorder_s")
 
 
+def _time_steps(timings: dict[str, float], background: dict[str, float]) -> None:
+    """Time each step of ``graphsurgery run`` by wrapping the functions that do it (the
+    driver looks them up at call time); ``background`` gets ``Result.timings``' runs."""
+    import functools
+
+    from graphsurgery import driver
+    from graphsurgery.export import audit, tflite
+
+    def wrap(owner: Any, attr: str, key: str) -> None:
+        fn = getattr(owner, attr, None)
+        if fn is None:
+            return
+
+        @functools.wraps(fn)
+        def timed(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+
+        setattr(owner, attr, timed)
+
+    wrap(driver, "load_model", "load")
+    wrap(tflite, "import_tensorflow", "import_tf")
+    wrap(driver, "_run_pipeline", "passes")
+    wrap(tflite, "convert_tflite", "convert")
+    wrap(audit, "audit_tflite", "audit")
+    wrap(driver, "_verify", "verify")
+    try:
+        from graphsurgery.render import report
+    except ImportError:
+        pass
+    else:
+        wrap(report, "write_report", "report")
+    convert = driver.convert
+
+    @functools.wraps(convert)
+    def keep_timings(*a: Any, **kw: Any) -> Any:
+        result = convert(*a, **kw)
+        background.update({k: v for k, v in getattr(result, "timings", {}).items()
+                           if k.endswith("_run") and v is not None})
+        return result
+
+    driver.convert = keep_timings
+
+
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--has-option"]:
         emit({"ok": True, "has_option": has_option(argv[1], argv[2])})
@@ -92,6 +148,9 @@ def main(argv: list[str]) -> None:
     measured: dict[str, float] = {}
     if "--report" in argv:
         _time_report(measured)
+    steps: dict[str, float] = {}
+    background: dict[str, float] = {}
+    _time_steps(steps, background)
 
     t0 = time.perf_counter()
     err = io.StringIO()
@@ -108,6 +167,13 @@ def main(argv: list[str]) -> None:
                            "peak_rss_mb": peak_rss_mb(), "log_tail": lines[-5:]}
     if rc != 0:
         rep["error"] = lines[-1] if lines else f"exit status {rc}"
+    rep["steps"] = {k: round(v, 3) for k, v in steps.items()}
+    if background:
+        rep["steps"]["background"] = {k: round(v, 3) for k, v in background.items()}
+    rep["steps_line"] = ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()) + "".join(
+        f"; in the background: {k.removesuffix('_run')} run {v:.1f} s"
+        for k, v in background.items())
+    rep["load_avg"] = list(os.getloadavg())
     if "-o" in argv:
         out = Path(argv[argv.index("-o") + 1])
         summary_path = out / "summary.json"

@@ -32,7 +32,9 @@ their outputs with :func:`graphsurgery.metrics.compare`::
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ from .metrics import Comparison, compare
 from .reference import make_reference
 
 __all__ = [
+    "BackgroundRun",
     "GraphDefRunner",
     "ONNXRunner",
     "ReferenceRunner",
@@ -64,6 +67,7 @@ __all__ = [
     "graph_tensor_spec",
     "refuse_side_effects",
     "run_tflite",
+    "same_feeds",
 ]
 
 
@@ -220,3 +224,71 @@ def compare_runners(a: Runner, b: Runner, feeds: Mapping[str, Any]) -> list[Comp
     if len(ra) != len(rb):
         raise ValueError(f"{len(ra)} outputs against {len(rb)}: cannot pair them")
     return [compare(x, y) for x, y in zip(ra, rb)]
+
+
+# ============================================================================ in the background
+def same_feeds(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two feed dictionaries hold the same names, dtypes, shapes and values."""
+    if set(a) != set(b):
+        return False
+    for k in a:
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        if x.dtype != y.dtype or x.shape != y.shape or not np.array_equal(x, y):
+            return False
+    return True
+
+
+class BackgroundRun:
+    """``make().run(feeds)`` in a thread started at once; :meth:`result` waits for it.
+
+    A TensorFlow session and the LiteRT interpreter release the GIL while they compute, so
+    the run overlaps whatever the calling thread does meanwhile (the passes, the
+    conversion) on another core. The runner is built, run once and closed in the thread;
+    :meth:`result` returns its outputs or raises what the thread raised. ``feeds`` are kept
+    (:attr:`feeds`) so a caller can check, with :func:`same_feeds`, that the outputs are
+    the ones it wants. ``after``: another run this one waits for before it starts (one
+    large graph in memory at a time). ``seconds`` is the run's own wall time once done.
+    Always :meth:`wait` (or :meth:`result`) before the process exits::
+
+        job = BackgroundRun(lambda: ReferenceRunner(graph, noise="seeded"), feeds)
+        ...  # other work
+        outputs = job.result()
+    """
+
+    def __init__(self, make: Callable[[], Runner], feeds: Mapping[str, Any],
+                 name: str = "graphsurgery-run", after: BackgroundRun | None = None) -> None:
+        self.feeds = dict(feeds)
+        self.seconds: float | None = None
+        self._outputs: list[np.ndarray] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, args=(make, after), name=name,
+                                        daemon=True)
+        self._thread.start()
+
+    def _work(self, make: Callable[[], Runner], after: BackgroundRun | None) -> None:
+        if after is not None:
+            after.wait()
+        t0 = time.perf_counter()
+        try:
+            with make() as runner:
+                self._outputs = runner.run(self.feeds)
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+        finally:
+            self.seconds = time.perf_counter() - t0
+
+    def done(self) -> bool:
+        """Whether the run has finished (or failed)."""
+        return not self._thread.is_alive()
+
+    def wait(self) -> None:
+        """Wait until the run has finished (or failed)."""
+        self._thread.join()
+
+    def result(self) -> list[np.ndarray]:
+        """The outputs, once the run has finished; raises what the run raised."""
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._outputs is not None
+        return self._outputs

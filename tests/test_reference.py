@@ -437,3 +437,26 @@ def test_reference_of_a_reference_keeps_noise_inputs() -> None:
     assert not second.changes  # nothing left to rewrite
     feeds = _feeds("sg2-tiny", batch=1)
     np.testing.assert_array_equal(first.run(feeds)[0], second.run(feeds)[0])
+
+
+def test_shapes_are_inferred_only_when_a_rewrite_reads_them(monkeypatch) -> None:
+    calls = []
+    real = gs.Graph.infer
+
+    def infer(self, *a, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(len(self))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(gs.Graph, "infer", infer)
+    x = np.random.default_rng(2).standard_normal((2, 12, 12, 3)).astype(np.float32)
+    nhwc = gs.load(_nchw_net("NHWC")[0].as_graph_def(), inputs=["x"], outputs=["y"])
+    ref = make_reference(nhwc)
+    assert calls == [] and ref.changes == {}  # nothing to rewrite: runs as it is
+    (got,) = ref.run({"x": x})
+    (want,) = run_tf(nhwc, {"x": x})
+    np.testing.assert_array_equal(got, want)
+    nchw = gs.load(_nchw_net("NCHW")[0].as_graph_def(), inputs=["x"], outputs=["y"])
+    assert make_reference(nchw).changes and len(calls) == 1  # the NCHW ops need shapes
+    g = _graph("sg2-tiny")  # custom ops and random ops need them too
+    calls.clear()
+    assert make_reference(g).noise and len(calls) == 1

@@ -16,6 +16,7 @@ import graphsurgery as gs  # noqa: E402
 from graphsurgery import zoo  # noqa: E402
 from graphsurgery.errors import InputError  # noqa: E402
 from graphsurgery.runners import (  # noqa: E402
+    BackgroundRun,
     GraphDefRunner,
     ONNXRunner,
     ReferenceRunner,
@@ -23,6 +24,7 @@ from graphsurgery.runners import (  # noqa: E402
     canonical_name,
     compare_runners,
     run_tflite,
+    same_feeds,
 )
 
 
@@ -120,3 +122,38 @@ def test_reference_runner() -> None:
     assert img.shape == (1, 3, 16, 16)
     (skip8,) = seeded.fetch(feeds, [m.meta["skip_images"][8]])
     assert skip8.shape == (1, 3, 8, 8)
+
+
+# ---------------------------------------------------------------------------- in the background
+def test_background_run_gives_the_outputs_of_a_run_here() -> None:
+    (want,) = ReferenceRunner(_graph()).run({"x": _x(2)})
+    job = BackgroundRun(lambda: ReferenceRunner(_graph()), {"x": _x(2)})
+    (got,) = job.result()
+    np.testing.assert_array_equal(got, want)
+    assert job.done() and job.seconds is not None and job.seconds > 0
+    assert same_feeds(job.feeds, {"x": _x(2)}) and not same_feeds(job.feeds, {"x": _x(3)})
+
+
+def test_background_run_raises_what_the_run_raised_and_waits_its_turn() -> None:
+    order = []
+
+    class Slow(GraphDefRunner):
+        def run(self, feeds):  # noqa: ANN001, ANN202
+            order.append("first")
+            return super().run(feeds)
+
+    first = BackgroundRun(lambda: Slow(_graph()), {"x": _x()})
+    second = BackgroundRun(lambda: order.append("second") or GraphDefRunner(_graph()),
+                           {"nope": _x()}, after=first)
+    with pytest.raises(InputError, match="nope"):
+        second.result()
+    assert order == ["first", "second"] and first.done()
+
+
+def test_same_feeds_compares_names_dtypes_shapes_and_values() -> None:
+    a = {"x": np.zeros((1, 2), np.float32)}
+    assert same_feeds(a, {"x": np.zeros((1, 2), np.float32)})
+    assert not same_feeds(a, {"x": np.zeros((1, 2), np.float64)})
+    assert not same_feeds(a, {"x": np.zeros((2, 1), np.float32)})
+    assert not same_feeds(a, {"y": np.zeros((1, 2), np.float32)})
+    assert not same_feeds(a, {**a, "y": np.zeros(1)})

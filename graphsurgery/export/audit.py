@@ -35,13 +35,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
+from ._schema import _enum_names, _schema
 from .tflite import capture_output
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED")
@@ -59,27 +59,6 @@ _WEIGHT_INPUTS = {
     "TRANSPOSE_CONV": (1, 3),
     "FULLY_CONNECTED": (1, 2),
 }
-
-
-@lru_cache(maxsize=1)
-def _schema() -> Any:
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:  # pragma: no cover - LiteRT is a dependency
-        import importlib
-
-        schema = importlib.import_module("tensorflow.lite.python.schema_py_generated")
-    return schema
-
-
-@lru_cache(maxsize=1)
-def _enum_names() -> tuple[dict[int, str], dict[int, str]]:
-    schema = _schema()
-
-    def names(cls: Any) -> dict[int, str]:
-        return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-    return names(schema.BuiltinOperator), names(schema.TensorType)
 
 
 @dataclass

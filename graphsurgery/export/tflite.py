@@ -10,6 +10,11 @@ plain interpreter cannot run::
     result = convert_tflite(graph, "out/model.tflite", quantize="fp16")
     print(result.size, result.seconds)
 
+``quantize="mobile"`` converts in fp32 and then applies the recipe of
+:mod:`graphsurgery.export.mobile` to the flatbuffer (per-channel int8 weights, fp16 for the
+dense layers every output depends on; measured against the other modes in
+``benchmarks/mobile.py``).
+
 A failed conversion raises :class:`~graphsurgery.errors.VerificationError` whose message is
 one line naming the first offending op and node (all of them are in ``problems``).
 TensorFlow's and the MLIR converter's logging is captured, not printed; it is kept in
@@ -40,7 +45,7 @@ from ..ir import opdefs
 from ..ir.graph import Graph
 from ..ir.names import TensorRef
 
-QUANTIZE_MODES = ("fp32", "fp16", "dynamic", "int8")
+QUANTIZE_MODES = ("fp32", "fp16", "dynamic", "int8", "mobile")
 
 log = logging.getLogger("graphsurgery.export")
 
@@ -55,15 +60,19 @@ class ConversionResult:
     quantize: str
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     log: str = ""  # what TensorFlow and the converter printed, captured
+    weights: dict[str, Any] = field(default_factory=dict)  # mobile: how weights are stored
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "path": str(self.path),
             "size": self.size,
             "seconds": self.seconds,
             "quantize": self.quantize,
             "input_shapes": self.input_shapes,
         }
+        if self.weights:
+            out["weights"] = self.weights
+        return out
 
 
 # --------------------------------------------------------------------------- quiet TF
@@ -124,10 +133,13 @@ def convert_tflite(
     """Convert ``graph`` (inputs ``graph.inputs``, outputs ``graph.outputs``) to ``out_path``.
 
     ``quantize``: ``"fp32"`` (none), ``"fp16"`` (float16 weights), ``"dynamic"`` (int8
-    weights, dynamic-range activations) or ``"int8"`` (full integer with builtin int8
+    weights, dynamic-range activations), ``"int8"`` (full integer with builtin int8
     kernels, calibrated with ``representative_dataset``, a callable yielding lists of input
     arrays in ``graph.inputs`` order, by default 8 standard-normal samples (right for
-    latents, not for images); the model keeps float inputs and outputs).
+    latents, not for images); the model keeps float inputs and outputs) or ``"mobile"``
+    (the recipe of :mod:`graphsurgery.export.mobile`: per-channel int8 convolution and
+    dense weights run by dynamic-range kernels, fp16 weights for the dense layers every
+    output depends on, such as StyleGAN's mapping network; ``weights`` says what it did).
     ``input_shapes`` maps input names (``"x"`` or ``"x:0"``) to full shapes; otherwise each
     input's declared shape is used with an unknown batch dimension set to 1.
     The file is written atomically. Raises VerificationError when the converter fails or
@@ -183,10 +195,10 @@ def convert_tflite(
                 t.set_shape(shapes[str(r)])
             outs = [tf_graph.get_tensor_by_name(str(r)) for r in graph.outputs]
             with tf.compat.v1.Session(graph=tf_graph) as sess:
-                conv = tf.compat.v1.lite.TFLiteConverter.from_session(sess, ins, outs)
+                conv = converter_from_session(tf, sess, ins, outs)
                 conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
                 conv.allow_custom_ops = False
-                if quantize != "fp32":
+                if quantize not in ("fp32", "mobile"):  # mobile: fp32, then its own recipe
                     conv.optimizations = [tf.lite.Optimize.DEFAULT]
                 if quantize == "fp16":
                     conv.target_spec.supported_types = [tf.float16]
@@ -202,6 +214,13 @@ def convert_tflite(
         summary, problems = explain_converter_error(error, text)
         raise VerificationError(f"TFLite conversion (builtins only) failed: {summary}", problems)
 
+    weights: dict[str, Any] = {}
+    if quantize == "mobile":
+        from .mobile import quantize_mobile
+
+        model, report = quantize_mobile(model)
+        weights = report.to_json()
+        seconds = time.perf_counter() - t0
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
     try:
@@ -219,7 +238,48 @@ def convert_tflite(
         quantize=quantize,
         input_shapes={k: list(v) for k, v in shapes.items()},
         log=text,
+        weights=weights,
     )
+
+
+
+def converter_from_session(tf: Any, sess: Any, ins: Sequence[Any], outs: Sequence[Any]) -> Any:
+    """``TFLiteConverter.from_session(sess, ins, outs)`` without its wasted work.
+
+    ``from_session`` runs a Grappler pass over the whole GraphDef (seconds on a 100 MB
+    graph) and then, for a graph without variables or OpHints (every graph we convert),
+    throws the result away and converts ``sess.graph_def``. For such a graph this builds
+    the same converter directly: the same GraphDef, debug info and model type, so the
+    same flatbuffer. ``convert()`` then runs Grappler's function inlining over the graph
+    (seconds again): with no function library there is nothing to inline, so that step
+    hands the GraphDef on as it is (the same flatbuffer, byte for byte, on StyleGAN2 at
+    1024 px). Otherwise (or if TensorFlow's internals moved) it calls ``from_session``.
+    """
+    cls = tf.compat.v1.lite.TFLiteConverter
+    try:
+        from tensorflow.lite.python import lite as tflite_lite
+        from tensorflow.lite.python import util as tflite_util
+
+        frozen = (tflite_util.is_frozen_graph(sess)
+                  and not tflite_util.find_all_hinted_output_nodes(sess))
+        set_type = tflite_lite.TFLiteConverterBase._set_original_model_type
+        session_type = tflite_lite.conversion_metadata_fb.ModelType.TF_SESSION
+        debug_info = tflite_lite._build_debug_info_func
+    except (ImportError, AttributeError):
+        frozen = False
+    if not frozen:
+        return cls.from_session(sess, ins, outs)
+    set_type(session_type)
+    graph_def = sess.graph_def
+    conv = cls(graph_def, ins, outs, experimental_debug_info_func=debug_info(sess.graph))
+    if not graph_def.library.function and hasattr(conv, "_optimize_tf_model"):
+        conv._optimize_tf_model = _nothing_to_inline
+    return conv
+
+
+def _nothing_to_inline(graph_def: Any, *args: Any, **kwargs: Any) -> Any:
+    """The converter's Grappler function inlining, for a GraphDef without functions."""
+    return graph_def
 
 
 def _normal_samples(

@@ -1,0 +1,270 @@
+"""The mobile budget (issue 18): StyleGAN v1 and StyleGAN2 config-f cut from 1024 to 256 px.
+
+``python -m benchmarks.mobile [--models sg1-1024:256 sg2-1024:256] [--latents 16]``
+
+Per model (``PRESET:RESOLUTION``; ``sg1-tiny`` alone keeps the preset's resolution), each
+step in a fresh child process (:mod:`benchmarks._measure`):
+
+1. ``prepare``: ``gs.convert(zoo file, "stylegan-to-tflite")`` with
+   ``stylegan::prune_resolution.resolution=R`` writes the fp32 ``.tflite`` and the rewritten
+   ``model.pb``; ``convert_tflite(quantize="dynamic")`` and ``quantize="mobile"`` convert
+   the same graph; the other points of the frontier come from
+   :func:`graphsurgery.export.mobile.quantize_mobile` (everything int8; the last N
+   convolutions int4). When ``core::upsample_conv_phases`` changed the graph (v1's
+   up-sampling 3x3 convolutions as four 2x2 phase convolutions: 16/36 of the multiplies,
+   16/9 of the weights), the graph is converted once more without it
+   (``max_factor=1``) for ``mobile, 3x3 up-sampling convs kept``, the smaller model.
+2. ``fidelity``: every variant and the fp32 model on the same ``--latents`` seeded latents
+   (same frozen noise): SSIM and PSNR per image against fp32 (:func:`graphsurgery.metrics
+   .compare`), mean and worst.
+3. peak RSS and latency: :mod:`benchmarks.latency` on 2 threads, one fresh process per
+   model (its peak RSS is that process's VmHWM: Python, LiteRT and the model; the same
+   imports without a model are measured too, ``baseline_rss_mb``); then
+   ``mobile`` timed in alternation with fp32 and with dynamic (:mod:`benchmarks.paired`),
+   the ratios to quote on a shared machine.
+
+Prints the tables (markdown) and, with ``--json FILE``, writes every figure. The budget:
+< 20 MB, SSIM >= 0.9 against fp32, < 200 MB peak RSS, then the lowest latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks._measure import emit, peak_rss_mb, record_error, run_child_safe
+
+DEFAULT_MODELS = ["sg1-1024:256", "sg2-1024:256"]
+BUDGET_MB, BUDGET_SSIM, BUDGET_RSS_MB = 20.0, 0.9, 200.0
+#: Frontier points beyond fp32/dynamic/mobile: (name, quantize_mobile keywords).
+FRONTIER: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("int8 (mapping int8 too)", {"bottleneck_fp16": False}),
+    # Counted from the output. v1 cut to 256 px has 31 int8 convolutions, 5 per resolution
+    # from 8 px up (4 phases and a 3x3): the last 10 are the 128 and 256 px layers, 20
+    # reach 32 px; v2 has 36 (its 512-channel ToRGBs too).
+    ("mobile + int4 last 10 convs", {"int4_convs": 10}),
+    ("mobile + int4 last 15 convs", {"int4_convs": 15}),
+    ("mobile + int4 last 20 convs", {"int4_convs": 20}),
+    ("mobile + int4 last 25 convs", {"int4_convs": 25}),
+    ("mobile + int4 every conv", {"int4_convs": 10_000}),
+)
+MOBILE_3X3 = "mobile, 3x3 up-sampling convs kept"
+TIMED = ("fp32", "dynamic", "mobile", MOBILE_3X3, "mobile + int4 every conv")
+
+
+# ============================================================================ children
+def prepare(preset: str, resolution: int | None, work: Path) -> dict[str, Any]:
+    """Convert the preset: fp32, dynamic, mobile and the frontier's points."""
+    import graphsurgery as gs
+    from benchmarks.__main__ import zoo_path
+    from graphsurgery.export.mobile import quantize_mobile
+    from graphsurgery.export.tflite import convert_tflite
+
+    path, info = zoo_path(preset)
+    if path is None:
+        raise RuntimeError(f"zoo preset {preset} not built: {info.get('error')}")
+    overrides = [f"stylegan::prune_resolution.resolution={resolution}"] if resolution else []
+    result = gs.convert(path, "stylegan-to-tflite", target="tflite", outdir=work / "fp32",
+                        overrides=overrides)
+    fp32 = work / "fp32" / "model.tflite"
+    graph = gs.load(work / "fp32" / "model.pb")
+    models: dict[str, Any] = {"fp32": {"path": str(fp32), "bytes": fp32.stat().st_size}}
+    for mode in ("dynamic", "mobile"):
+        conv = convert_tflite(graph, work / f"{mode}.tflite", quantize=mode)
+        models[mode] = {"path": str(conv.path), "bytes": conv.size, "weights": conv.weights}
+    # core::upsample_conv_phases trades 16/9 the weights of an up-sampling 3x3 convolution
+    # for 16/36 of its multiplies: the smaller model keeps the 3x3 convolutions.
+    if any(r.pass_id == "core::upsample_conv_phases" and r.changed for r in result.records):
+        gs.convert(path, "stylegan-to-tflite", target="tflite", outdir=work / "fp32-3x3",
+                   overrides=[*overrides, "core::upsample_conv_phases.max_factor=1"])
+        conv = convert_tflite(gs.load(work / "fp32-3x3" / "model.pb"), work / "mobile-3x3.tflite",
+                              quantize="mobile")
+        models[MOBILE_3X3] = {"path": str(conv.path), "bytes": conv.size,
+                              "weights": conv.weights}
+    data = fp32.read_bytes()
+    for i, (name, kw) in enumerate(FRONTIER):
+        model, report = quantize_mobile(data, **kw)
+        out = work / f"frontier-{i}.tflite"
+        out.write_bytes(model)
+        models[name] = {"path": str(out), "bytes": len(model), "weights": report.to_json()}
+    for m in models.values():
+        (m.get("weights") or {}).pop("fp16_ops", None)
+    return {"nodes": [result.nodes_before, result.nodes_after], "models": models}
+
+
+def fidelity(paths: dict[str, str], latents: int) -> dict[str, Any]:
+    """SSIM and PSNR of every model against ``paths["fp32"]`` on the same seeded inputs."""
+    import numpy as np
+
+    from benchmarks.latency import _feeds
+    from graphsurgery.export.tflite import capture_output
+    from graphsurgery.metrics import compare
+    from graphsurgery.runners import TFLiteRunner
+
+    with capture_output():
+        runners = {k: TFLiteRunner(p) for k, p in paths.items()}
+    ref = runners["fp32"]
+    out: dict[str, Any] = {k: {"ssim": [], "psnr": []} for k in paths if k != "fp32"}
+    for seed in range(latents):
+        feeds = _feeds(ref, seed=seed)
+        expected = ref.run(feeds)[0]
+        for k, r in runners.items():
+            if k == "fp32":
+                continue
+            c = compare(expected, r.run({s.name: feeds[s.name] for s in r.inputs})[0])
+            out[k]["ssim"].append(c.ssim)
+            out[k]["psnr"].append(c.psnr)
+    for v in out.values():
+        s, p = v.pop("ssim"), v.pop("psnr")
+        v.update(ssim=float(np.mean(s)), ssim_min=float(np.min(s)), psnr=float(np.mean(p)),
+                 psnr_min=float(np.min(p)))
+    return out
+
+
+# ============================================================================ the run
+def measure(spec: str, latents: int, runs: int, work: Path) -> dict[str, Any]:
+    preset, _, res = spec.partition(":")
+    wd = work / preset.replace("/", "_")
+    wd.mkdir(parents=True, exist_ok=True)
+    rep: dict[str, Any] = {"model": spec}
+    prep = run_child_safe("benchmarks.mobile", "prepare", preset, res or "0", str(wd),
+                          timeout=1800)
+    if not prep.get("ok"):
+        rep["error"] = f"prepare: {prep.get('error')}"
+        return rep
+    models = prep["models"]
+    rep["nodes"] = prep.get("nodes")
+    fid = run_child_safe("benchmarks.mobile", "fidelity", "--latents", str(latents),
+                         *[f"{k}={m['path']}" for k, m in models.items()], timeout=1800)
+    for k, m in models.items():
+        m["fidelity"] = fid.get("fidelity", {}).get(k) if fid.get("ok") else None
+    if not fid.get("ok"):
+        rep["fidelity_error"] = fid.get("error")
+    rep["baseline_rss_mb"] = run_child_safe("benchmarks.mobile", "baseline").get("peak_rss_mb")
+    for k in (k for k in TIMED if k in models):
+        lat = run_child_safe("benchmarks.latency", "tflite", models[k]["path"], "--threads",
+                             "2", "--runs", str(runs), "--warmup", "2", timeout=1200)
+        models[k]["latency"] = {x: lat.get(x) for x in ("ok", "median_s", "min_s",
+                                                        "peak_rss_mb", "error")}
+    rep["paired"] = {}
+    for other in ("fp32", "dynamic"):
+        p = run_child_safe("benchmarks.paired", f"tflite:{models['mobile']['path']}",
+                           f"tflite:{models[other]['path']}", "--threads", "2", "--runs",
+                           str(runs), "--warmup", "2", timeout=1200)
+        rep["paired"][other] = {x: p.get(x) for x in ("ok", "a_median_s", "b_median_s",
+                                                      "ratio_median", "error")}
+    rep["models"] = models
+    rep["load_average"] = os.getloadavg()
+    return rep
+
+
+def markdown(reports: list[dict[str, Any]], latents: int) -> str:
+    lines = [f"Mobile budget: < {BUDGET_MB:.0f} MB, SSIM >= {BUDGET_SSIM} against fp32 "
+             f"({latents} latents), < {BUDGET_RSS_MB:.0f} MB peak RSS, then the lowest "
+             "latency (LiteRT, 2 threads).", "",
+             "| model | mode | size | SSIM mean (worst) | PSNR | peak RSS | latency | budget |",
+             "|---|---|---|---|---|---|---|---|"]
+    for rep in reports:
+        if rep.get("error"):
+            lines.append(f"| {rep['model']} | FAILED: {rep['error']} | | | | | | |")
+            continue
+        for name, m in rep["models"].items():
+            mb = m["bytes"] / 2**20
+            size = f"{mb:.1f} MB" if mb >= 1 else f"{m['bytes'] / 1024:.0f} kB"
+            f = m.get("fidelity") or {}
+            lat = m.get("latency") or {}
+            ssim = (f"{f['ssim']:.3f} ({f['ssim_min']:.3f})" if f else
+                    ("1 (reference)" if name == "fp32" else "n/a"))
+            psnr = f"{f['psnr']:.1f} dB" if f else ""
+            rss = f"{lat['peak_rss_mb']:.0f} MB" if lat.get("ok") else ""
+            ms = _ms(lat["median_s"]) if lat.get("ok") else ""
+            ok = [mb < BUDGET_MB, (f.get("ssim") or (1.0 if name == "fp32" else 0.0))
+                  >= BUDGET_SSIM]
+            if lat.get("ok"):
+                ok.append(lat["peak_rss_mb"] < BUDGET_RSS_MB)
+            verdict = "meets" if all(ok) else "misses " + ", ".join(
+                w for w, good in zip(("size", "SSIM", "RSS"), ok) if not good)
+            lines.append(f"| {rep['model']} | {name} | {size} | {ssim} | {psnr} | {rss} "
+                         f"| {ms} | {verdict} |")
+        for other, p in (rep.get("paired") or {}).items():
+            if p.get("ok"):
+                lines.append(f"| {rep['model']} | time of mobile / {other}, paired | | | | | "
+                             f"{p['ratio_median']:.2f}x ({_ms(p['a_median_s'])} vs "
+                             f"{_ms(p['b_median_s'])}) | |")
+    base = [r["baseline_rss_mb"] for r in reports if r.get("baseline_rss_mb")]
+    if base:
+        lines += ["", f"Peak RSS is the whole process's (Python, numpy and LiteRT hold "
+                  f"{max(base):.0f} MB before a model is loaded)."]
+    load = [r.get("load_average") for r in reports if r.get("load_average")]
+    if load:
+        lines += ["", "Load average after each model: "
+                  + ", ".join(f"{x[0]:.2f}" for x in load) + f" ({os.cpu_count()} cores)."]
+    return "\n".join(lines) + "\n"
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["prepare"]:
+        rep: dict[str, Any] = {"ok": False}
+        try:
+            res = int(argv[2])
+            rep.update(prepare(argv[1], res or None, Path(argv[3])), ok=True)
+        except Exception as exc:  # recorded
+            record_error(rep, exc)
+        emit(rep)
+        return 0
+    if argv[:1] == ["baseline"]:  # what the latency child holds before it loads a model
+        import numpy  # noqa: F401
+
+        from graphsurgery.export.tflite import capture_output  # noqa: F401
+        from graphsurgery.runners import TFLiteRunner  # noqa: F401
+
+        emit({"ok": True, "peak_rss_mb": peak_rss_mb()})
+        return 0
+    if argv[:1] == ["fidelity"]:
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--latents", type=int, default=16)
+        ap.add_argument("models", nargs="+", metavar="NAME=PATH")
+        a = ap.parse_args(argv[1:])
+        rep = {"ok": False}
+        try:
+            paths = dict(m.split("=", 1) for m in a.models)
+            rep.update(fidelity=fidelity(paths, a.latents), ok=True)
+        except Exception as exc:  # recorded
+            record_error(rep, exc)
+        emit(rep)
+        return 0
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.mobile",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="+", default=DEFAULT_MODELS, metavar="PRESET[:RES]")
+    ap.add_argument("--latents", type=int, default=16)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--json", type=Path, default=None, help="write every figure here")
+    ap.add_argument("--work", type=Path, default=None, help="keep the models here")
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="mobile-") as tmp:
+        work = a.work or Path(tmp)
+        reports = []
+        for spec in a.models:
+            print(f"[mobile] {spec} ...", file=sys.stderr, flush=True)
+            reports.append(measure(spec, a.latents, a.runs, work))
+    md = markdown(reports, a.latents)
+    print(md)
+    if a.json:
+        a.json.write_text(json.dumps({"models": reports, "markdown": md}, indent=2,
+                                     default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""How convert_tflite calls TensorFlow's converter: ``converter_from_session`` builds the
+converter ``from_session`` would, without its Grappler pass whose result it throws away on
+a frozen graph, so the flatbuffer is byte for byte the same."""
+
+from __future__ import annotations
+
+from graphsurgery.export import tflite as export_tflite
+from graphsurgery.export.tflite import convert_tflite, converter_from_session
+
+from . import build, conv_bias_relu, tf
+
+
+def _convert(graph, make):
+    t = tf()
+    tfg = t.Graph()
+    with tfg.as_default():
+        t.graph_util.import_graph_def(graph.to_tf_graph_def(), name="")
+    x = tfg.get_tensor_by_name("x:0")
+    x.set_shape([1, 8, 8, 16])
+    out = tfg.get_tensor_by_name("out:0")
+    with t.compat.v1.Session(graph=tfg) as sess:
+        return make(t, sess, [x], [out]).convert()
+
+
+def test_the_same_flatbuffer_as_from_session():
+    graph = build(conv_bias_relu)
+    want = _convert(graph, lambda t, s, i, o: t.compat.v1.lite.TFLiteConverter.from_session(
+        s, i, o))
+    got = _convert(graph, converter_from_session)
+    assert len(got) > 1000 and got == want
+
+
+def test_no_grappler_pass_on_a_frozen_graph(monkeypatch, tmp_path):
+    from tensorflow.lite.python import util
+
+    calls = []
+    real = util.run_graph_optimizations
+
+    def counting(*a, **kw):
+        calls.append(kw.get("config"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(util, "run_graph_optimizations", counting)
+    graph = build(conv_bias_relu)
+    convert_tflite(graph, tmp_path / "a.tflite")
+    ours = len(calls)
+    calls.clear()
+    monkeypatch.setattr(export_tflite, "converter_from_session",
+                        lambda t, s, i, o: t.compat.v1.lite.TFLiteConverter.from_session(s, i, o))
+    convert_tflite(graph, tmp_path / "b.tflite")
+    assert len(calls) == ours + 1  # from_session's own "function" pass, thrown away
+    assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()
+
+
+def test_a_graph_with_variables_goes_through_from_session():
+    t = tf()
+    tfg = t.Graph()
+    with tfg.as_default():
+        x = t.compat.v1.placeholder(t.float32, [1, 4], name="x")
+        v = t.compat.v1.Variable(t.ones([4]), name="v")
+        out = t.identity(x * v, name="out")
+    seen = []
+
+    class Spy:
+        @classmethod
+        def from_session(cls, sess, ins, outs):
+            seen.append("from_session")
+            return "converter"
+
+    class FakeTF:
+        class compat:  # noqa: N801 - mirrors tf.compat.v1.lite
+            class v1:  # noqa: N801
+                class lite:  # noqa: N801
+                    TFLiteConverter = Spy
+
+    with t.compat.v1.Session(graph=tfg) as sess:
+        assert converter_from_session(FakeTF, sess, [x], [out]) == "converter"
+    assert seen == ["from_session"]
+
+
+def test_function_inlining_is_skipped_only_without_functions():
+    t = tf()
+    graph = build(conv_bias_relu)
+    _convert(graph, lambda *a: _checked(converter_from_session(*a), skipped=True))
+    tfg = t.Graph()
+    with tfg.as_default():
+        x = t.compat.v1.placeholder(t.float32, [1, 4], name="x")
+        out = t.function(lambda v: v * 2.0)(x)
+        out = t.identity(out, name="out")
+    with t.compat.v1.Session(graph=tfg) as sess:
+        assert sess.graph_def.library.function  # a graph with a function library
+        conv = converter_from_session(t, sess, [x], [out])
+        _checked(conv, skipped=False)
+        assert len(conv.convert()) > 100
+
+
+def _checked(conv, skipped):
+    assert ("_optimize_tf_model" in vars(conv)) is skipped
+    return conv
