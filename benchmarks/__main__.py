@@ -25,6 +25,10 @@ Per model (see the module of each step for details):
 4. FLOPs of the graph (``graphsurgery.check.count_flops``) and achieved GFLOP/s against the
    fp32 GEMM roofline measured in the same run (:mod:`benchmarks.gemm`).
 
+After the models: the mobile budget (:mod:`benchmarks.mobile`; ``--no-mobile`` skips it, and
+``--smoke`` does not run it): StyleGAN v1 and StyleGAN2 config-f cut to 256 px, fp32,
+``dynamic``, ``mobile`` and the size/SSIM frontier.
+
 Once per run, before the models: the generic pipeline on a generated 100k-node graph and
 CSE of 5,000 duplicates feeding one AddN (:mod:`benchmarks.scale`; ``--no-scale`` skips it).
 """
@@ -133,6 +137,38 @@ def bench_scale(s: Settings) -> dict[str, Any]:
     return rep
 
 
+def bench_pickle_import(s: Settings) -> dict[str, Any]:
+    """Opening an NVlabs pickle of ``s.pickle_preset``'s weights: the restricted read, then
+    ``gs.load`` (:mod:`benchmarks.pickle_import`; the pickle is cached under CACHE)."""
+    work = CACHE / "pickle-import"
+    work.mkdir(parents=True, exist_ok=True)
+    rep = run_child_safe("benchmarks.pickle_import", "--workdir", str(work), "--preset",
+                         s.pickle_preset, timeout=s.timeout_s)
+    read, load = rep.get("read") or {}, rep.get("load") or {}
+    if not (read.get("ok") and load.get("ok")):
+        print(f"pickle import: FAILED {rep.get('error') or read.get('error') or load}")
+        return rep
+    print(f"pickle import: {s.pickle_preset} snapshot, {rep['file_mb']} MB: read "
+          f"{read['seconds']:.2f} s ({read['peak_over_file']}x the file); gs.load "
+          f"{load['seconds']:.2f} s after import tensorflow {load['tf_import_s']:.1f} s "
+          f"(+{load['added_over_file']}x the file, {load['peak_over_file']}x in all)")
+    return rep
+
+
+def bench_mobile(s: Settings, work: Path) -> dict[str, Any]:
+    """The mobile budget (:mod:`benchmarks.mobile`): fp32, dynamic, mobile and the frontier
+    of v1 and v2 cut to 256 px; its figures and markdown table."""
+    out = work / "mobile.json"
+    rep = run_child_safe("benchmarks.mobile", "--runs", str(s.runs), "--json", str(out),
+                         timeout=3600)
+    if out.exists():
+        rep.update(json.loads(out.read_text()))
+        _log(rep.get("markdown", ""))
+    else:
+        _log(f"mobile budget: FAILED {rep.get('error')}")
+    return rep
+
+
 # ============================================================================ settings
 @dataclass
 class Settings:
@@ -154,6 +190,8 @@ class Settings:
     jobs: int = 1  # models measured at once (the smoke run: 2; measurements need 1)
     scale_nodes: int = 100_000  # the generated graph of benchmarks.scale (0: skipped)
     scale_duplicates: int = 5_000
+    pickle_preset: str = "sg2-1024"  # the NVlabs pickle opened (empty: skipped)
+    mobile: bool = True  # benchmarks.mobile: the mobile budget (not in --smoke)
     command: str = "make bench"
 
 
@@ -467,6 +505,12 @@ class Runner:
             rep["render_s"] = max(rep["extra_wall_s"], 0.0)
             rep["source"] = "wall time with --report minus without"
         out["report"] = rep
+        rv = self.child("benchmarks.cli_run", *base, "-o", str(wd / "cli-verify"), "--verify",
+                        "--report")  # the whole run, by step (issue 18)
+        out["verify_report"] = rv
+        _log(f"[{name}] `graphsurgery run MODEL -p {self.pipeline} --verify --report -o OUT`: "
+             f"exit {rv.get('rc')}, {_fmt_s(rv.get('wall_s'))} (load average "
+             f"{(rv.get('load_avg') or [float('nan')])[0]:.1f}): {rv.get('steps_line')}")
         if "render_s" in rep:
             _log(f"[{name}] report render time: {_fmt_s(rep['render_s'])} ({rep['source']})")
         else:
@@ -745,6 +789,10 @@ def parse_args(argv: list[str]) -> tuple[Settings, Path]:
     ap.add_argument("--no-core", action="store_true", help="skip the core pipeline section")
     ap.add_argument("--no-scale", action="store_true",
                     help="skip the 100k-node generated graph and the 5,000-duplicate CSE case")
+    ap.add_argument("--no-mobile", action="store_true",
+                    help="skip the mobile budget (v1 and v2 cut to 256 px, quantized)")
+    ap.add_argument("--no-pickle", action="store_true",
+                    help="skip opening a 1024 px NVlabs pickle")
     ap.add_argument("--budget-min", type=float, default=None,
                     help="time budget of the whole run; onnx2tf gets what is left (28)")
     ap.add_argument("--results-dir", type=Path, default=None,
@@ -757,7 +805,7 @@ def parse_args(argv: list[str]) -> tuple[Settings, Path]:
         s = Settings(models=a.models or SMOKE_MODELS, core_models=a.models or SMOKE_MODELS,
                      runs=2, warmup=1, gemm_n=512, gemm_runs=3, onnx2tf=False, cli=False,
                      timeout_s=300, budget_s=600, smoke=True, jobs=2, scale_nodes=2_000,
-                     scale_duplicates=200,
+                     scale_duplicates=200, pickle_preset="sg2-tiny-const-noise",
                      command="python -m benchmarks --smoke")
     else:
         s = Settings(models=a.models or FULL_MODELS, core_models=CORE_MODELS,
@@ -774,6 +822,10 @@ def parse_args(argv: list[str]) -> tuple[Settings, Path]:
         s.core_models = []
     if a.no_scale:
         s.scale_nodes = 0
+    if a.no_pickle:
+        s.pickle_preset = ""
+    if a.no_mobile or a.smoke:
+        s.mobile = False
     if a.budget_min is not None:
         s.budget_s = a.budget_min * 60
     s.keep_artifacts = a.keep_artifacts
@@ -803,6 +855,8 @@ def main(argv: list[str]) -> int:
     _log(f"import tensorflow in a fresh process: {_fmt_s(report['tensorflow_import_s'])}")
     report["core_pipeline"] = bench_core_pipeline(s.core_models) if s.core_models else []
     report["scale"] = bench_scale(s) if s.scale_nodes else {"ok": False, "error": "skipped"}
+    report["pickle_import"] = (bench_pickle_import(s) if s.pickle_preset
+                               else {"ok": False, "error": "skipped"})
 
     # A fresh folder per run: other checkouts' test suites may run a smoke run meanwhile.
     (CACHE / "work").mkdir(parents=True, exist_ok=True)
@@ -825,6 +879,9 @@ def main(argv: list[str]) -> int:
             models = dict(zip(s.models, pool.map(one, s.models)))
     else:
         models = {name: one(name) for name in s.models}
+    if not s.smoke:  # each family at its original widths vs onnxruntime (issue 18)
+        report["families"] = run_child_safe("benchmarks.families", timeout=2400)
+        _log(report["families"].get("table") or f"families: {report['families'].get('error')}")
     if s.onnx2tf:
         venv = ensure_onnx2tf_venv()
         report["onnx2tf_venv"] = venv
@@ -853,6 +910,8 @@ def main(argv: list[str]) -> int:
                 name, models[name], label, venv, share)
     else:
         report["onnx2tf_venv"] = {"ok": False, "error": "skipped (--smoke or --no-onnx2tf)"}
+    report["mobile"] = bench_mobile(s, work) if s.mobile else {"ok": False,
+                                                                "error": "skipped"}
     _log("GEMM again, at the end of the run:")
     report["gemm_end"] = bench_gemm(s)
     report["gemm_start"] = gemm_start
@@ -876,6 +935,11 @@ def main(argv: list[str]) -> int:
         report["result_file"] = str(out)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     md = render(report)
+    if (report.get("mobile") or {}).get("markdown"):  # benchmarks.mobile's own table
+        md += "\n" + report["mobile"]["markdown"]
+    if (report.get("families") or {}).get("table"):
+        md += "\n## Families at their original widths (benchmarks/families.py)\n\n"
+        md += report["families"]["table"] + "\n"
     out.with_suffix(".md").write_text(md)
     _log("")
     _log(md)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError, VerificationError
+from .errors import GraphSurgeryError, InputError, UsageError, VerificationError
 from .ir.graph import Graph, Node
 from .ir.names import TensorRef
 from .targets.base import Finding
@@ -98,6 +98,8 @@ class CheckReport:
     parameters: int | None
     #: "graph" (a lint before conversion) or "artefact" (the audit of a converted model).
     kind: str = "graph"
+    #: A converted model's op histogram, as its audit counts them (None for a graph).
+    ops: dict[str, int] | None = None
 
     @property
     def errors(self) -> int:
@@ -113,11 +115,14 @@ class CheckReport:
         if self.flops is not None:
             flops = {k: self.flops[k] for k in ("conv", "matmul", "total")}
             flops["unknown_nodes"] = len(self.flops["unknown"])
-        return {"model": self.model, "kind": self.kind, "target": self.target,
-                "nodes": self.nodes,
-                "clean": self.errors == 0, "errors": self.errors, "warnings": self.warnings,
-                "flops": flops, "parameters": self.parameters,
-                "rules": [g.to_json() for g in self.groups]}
+        out = {"model": self.model, "kind": self.kind, "target": self.target,
+               "nodes": self.nodes,
+               "clean": self.errors == 0, "errors": self.errors, "warnings": self.warnings,
+               "flops": flops, "parameters": self.parameters,
+               "rules": [g.to_json() for g in self.groups]}
+        if self.kind == "artefact":
+            out["ops"] = self.ops
+        return out
 
     def lines(self, per_rule: int | None = 2) -> list[str]:
         """One block per rule: ``error no-random (12): ...``, its first ``per_rule`` nodes
@@ -145,6 +150,9 @@ class CheckReport:
                        f"{unknown}; parameters: {_si(self.parameters)} ({self.parameters:,})")
         else:
             out.append(f"parameters: {_si(self.parameters)} ({self.parameters:,})")
+        if self.ops:
+            hist = ", ".join(f"{op} {n}" for op, n in sorted(self.ops.items()))
+            out.append(f"ops: {self.nodes} ({hist})")
         verdict = "clean" if not self.errors else "NOT clean"
         if self.kind == "artefact":
             out.append(f"{self.model}: audit for target {self.target}: {self.errors} "
@@ -164,7 +172,6 @@ def _si(n: float) -> str:
 
 def check_report(graph: Graph, target: str = "tflite", model: str = "") -> CheckReport:
     """:func:`lint` grouped by rule (with each rule's fix), FLOPs and the parameter count."""
-    from .errors import GraphSurgeryError
     from .targets import get_target
 
     tgt = get_target(target)
@@ -198,7 +205,7 @@ def artefact_target(path: str) -> str | None:
     if not suffix or suffix in (".pb", ".pbtxt"):
         return None
     for name, target in all_targets().items():
-        if Path(target.filename).suffix.lower() == suffix:
+        if suffix in (Path(target.filename).suffix.lower(), *target.suffixes):
             return name
     return None
 
@@ -216,7 +223,18 @@ def check_artefact(path: str, target: str) -> CheckReport:
     if not p.exists():
         raise InputError(f"{path}: no such file")
     size = p.stat().st_size if p.is_file() else 0
-    audit = tgt.audit(Artefact(tgt.name, p, size))
+    try:
+        audit = tgt.audit(Artefact(tgt.name, p, size))
+    except GraphSurgeryError:
+        raise
+    except ImportError as exc:
+        raise UsageError(f"{path}: checking a {tgt.display_name} model needs {exc.name}: "
+                         f"pip install 'graphsurgery[{tgt.name}]'") from None
+    except Exception as exc:  # the reader refused the file: not a model of this kind
+        log.debug("auditing %s failed", path, exc_info=True)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a readable {tgt.display_name} model "
+                         f"({type(exc).__name__}: {first})") from None
     groups: dict[str, RuleGroup] = {}
     for line in audit.violations:
         rule_id = violation_rule(line)
@@ -230,7 +248,11 @@ def check_artefact(path: str, target: str) -> CheckReport:
                                                 rule_id))
     order = sorted(groups.values(), key=lambda g: (g.severity != "error", -len(g.findings),
                                                     g.rule))
-    return CheckReport(str(path), tgt.name, 0, order, None, None, kind="artefact")
+    facts = audit.to_json()
+    ops = facts.get("ops") if isinstance(facts.get("ops"), dict) else None
+    nodes = sum(ops.values()) if ops else int(facts.get("nodes") or 0)
+    return CheckReport(str(path), tgt.name, nodes, order, None, None, kind="artefact",
+                       ops=ops)
 
 
 def count_parameters(graph: Graph) -> int:

@@ -1,8 +1,10 @@
 """The ``graphsurgery`` command line.
 
 Exit codes: 0 ok; 2 bad input or usage (one line on stderr, no traceback); 3 check or
-verification found problems; 1 internal error; 130 or 143 interrupted by SIGINT or SIGTERM
-(after removing the unfinished OUTDIR). What an OUTDIR may be: see :mod:`graphsurgery.outdir`.
+verification found problems; 4 ``verify``: the model cannot run on this system (Core ML
+predictions need macOS; the audit still ran); 1 internal error; 130 or 143 interrupted by
+SIGINT or SIGTERM (after removing the unfinished OUTDIR). What an OUTDIR may be: see
+:mod:`graphsurgery.outdir`.
 """
 
 from __future__ import annotations
@@ -85,15 +87,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.model, args.pipeline, target=args.target, outdir=args.output,
             inputs=args.inputs, outputs=args.outputs, verify=args.verify, report=args.report,
             quantize=args.quantize, seed=args.seed, tolerance=args.tolerance,
+            target_options=_target_options(args),
             allow_side_effects=args.allow_side_effects, overrides=args.set,
             plugins=args.plugin, keep_going=args.keep_going,
             verify_each=not args.no_verify_each, verify_shapes=args.verify_shapes,
-            dump_changed=args.dump_changed, progress=shown,
+            dump_changed=args.dump_changed, progress=shown, pickle_options=_pickle_options(args),
         )
     print(f"{result.outdir}: {run_summary_line(result, verbose=args.verbose)}")
     for line in result_lines(result):
         print(line)
     return result.status
+
+
+def _target_options(args: argparse.Namespace) -> dict[str, str]:
+    from .targets.base import parse_target_options
+
+    name = args.target if args.target != "none" else None
+    return parse_target_options(args.target_option, name)
+
+
+def _pickle_options(args: argparse.Namespace) -> Any:
+    """``--trust-pickle-code`` and its options as PickleOptions (None without them)."""
+    from .ir.pickle import PickleOptions
+    from .ir.pickle_trusted import trust_options
+
+    trust = trust_options(args)
+    if trust["trust_code"] and Path(args.model).suffix not in (".pkl", ".pickle"):
+        raise UsageError(f"--trust-pickle-code: {args.model} is not an NVlabs pickle (.pkl)")
+    return PickleOptions(**trust) if trust["trust_code"] else None
 
 
 def run_summary_line(result: Result, verbose: int = 0) -> str:
@@ -123,7 +144,7 @@ def result_lines(result: Result) -> list[str]:
     lines = []
     if result.audit is not None and result.target in result.artefacts:
         path = result.artefacts[result.target]
-        size = path.stat().st_size if path.exists() else 0
+        size = _path_size(path)
         audit = result.audit.to_json()
         if audit.get("clean"):
             verdict = "clean"
@@ -131,6 +152,9 @@ def result_lines(result: Result) -> list[str]:
             bad = audit.get("violations") or []
             verdict = f"NOT clean ({len(bad)} violation(s)" + (f": {bad[0]}" if bad else "") + ")"
         lines.append(f"  {path} ({_size(size)}): audit {verdict}")
+        for variant, vpath in result.artefacts.items():  # compressed Core ML models...
+            if variant.startswith(f"{result.target}.") and vpath.exists():
+                lines.append(f"  {vpath} ({_size(_path_size(vpath))})")
     ver = result.verification
     if ver is not None:
         if "error" in ver:
@@ -152,6 +176,13 @@ def result_lines(result: Result) -> list[str]:
     if report is not None and report.exists():
         lines.append(f"  report: {report}")
     return lines
+
+
+def _path_size(path: Path) -> int:
+    """Bytes of a file, or of the files under a folder (an .mlpackage); 0 if missing."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.exists() else 0
 
 
 def _size(n: int) -> str:
@@ -280,42 +311,99 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on a built-in graph: a zoo generator through its pipeline to TFLite."""
+    """The main job on a built-in model: a zoo generator written as an NVlabs snapshot
+    (``.pkl``, the file StyleGAN users have), read back as data, converted to TFLite,
+    verified, with a report. ``--frozen`` starts from the zoo's frozen GraphDef instead;
+    ``--model builtin`` is the small graph of the ``generic`` pipeline."""
+    from .demo import describe
     from .driver import convert
     from .ir.io import save
 
     tmp = Path(tempfile.mkdtemp(prefix="graphsurgery-demo-"))
     try:
-        model = tmp / "demo.pb"
-        if args.model == "builtin":
-            from .demo import build_demo_graph
-
-            graph = build_demo_graph()
-            pipeline = "generic"
-            what = f"a small built-in graph ({len(graph)} nodes)"
-        else:
-            from . import zoo
-
-            try:
-                entry = zoo.get(args.model)
-            except KeyError as exc:
-                raise UsageError(str(exc.args[0])) from None
-            graph = zoo.load(entry.name)
-            pipeline = "stylegan-to-tflite"
-            what = f"zoo graph {entry.name} ({len(graph)} nodes: {entry.description})"
-        save(graph, model)
-        print(f"demo: {what}\n  -> {pipeline} -> TFLite, verified against the reference")
         with _display(args) as shown:
-            result = convert(str(model), pipeline, target="tflite", outdir=args.output,
-                             verify=True, report=True, inputs=[str(t) for t in graph.inputs],
-                             outputs=[str(t) for t in graph.outputs], progress=shown)
-        print(f"{args.output}: {run_summary_line(result, verbose=args.verbose)}")
-        from .demo import describe
+            canary = None
+            if args.model == "builtin":
+                from .demo import build_demo_graph
 
+                graph = build_demo_graph()
+                pipeline = "generic"
+                head = [f"demo: a small built-in graph ({len(graph)} nodes)"]
+            else:
+                from . import zoo
+
+                try:
+                    entry = zoo.get(args.model)
+                except KeyError as exc:
+                    raise UsageError(str(exc.args[0])) from None
+                pipeline = "stylegan-to-tflite"
+                with shown.stage(f"building zoo graph {entry.name}"):
+                    built = entry.builder()
+                if not args.frozen and _has_pickle_form(built):
+                    with shown.stage(f"writing {entry.name}.pkl"):
+                        model, canary, head = _demo_snapshot(entry, built, tmp)
+                else:  # the built model as zoo.load(name) loads it, without building again
+                    from .ir.io import load
+
+                    graph = (load(built.saved_model_dir) if built.saved_model_dir is not None
+                             else load(built.graph_def, inputs=built.inputs,
+                                       outputs=built.outputs))
+                    head = [f"demo: zoo graph {entry.name} ({len(graph)} nodes: "
+                            f"{entry.description})"]
+            if canary is None:  # the graph itself, as a frozen GraphDef
+                model = save(graph, tmp / "demo.pb")
+                io: dict[str, Any] = {"inputs": [str(t) for t in graph.inputs],
+                                      "outputs": [str(t) for t in graph.outputs]}
+                head.append(f"  -> {pipeline} -> TFLite, verified against the input graph")
+            else:  # the snapshot names its own interface
+                io = {}
+                head.append(f"  -> {pipeline} -> TFLite, verified against the rebuilt "
+                            "generator")
+            print("\n".join(head), flush=True)
+            result = convert(str(model), pipeline, target="tflite", outdir=args.output,
+                             verify=True, report=True, progress=shown, **io)
+        print(f"{args.output}: {run_summary_line(result, verbose=args.verbose)}")
+        if canary is not None:
+            if canary.exists():  # never: the loader only reads the file
+                raise RuntimeError("the snapshot's build_module_src ran while loading it")
+            print("  nothing in the pickle ran: its build_module_src (code the NVlabs loader "
+                  f"executes)\n    would have written {canary.name}; it was never run")
         print(describe(result))
         return result.status
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _has_pickle_form(built: Any) -> bool:
+    """Whether a zoo generator has an NVlabs snapshot form (StyleGAN v1/v2/ADA, ProGAN)."""
+    from .zoo.nvlabs_write import family
+
+    try:
+        family(str(built.meta.get("kind")))
+    except UsageError:
+        return False
+    return True
+
+
+def _demo_snapshot(entry: Any, built: Any, tmp: Path) -> tuple[Path, Path, list[str]]:
+    """Write ``built`` as an NVlabs ``(G, D, Gs)`` snapshot in ``tmp``, with a
+    ``build_module_src`` that writes a canary file if anything ever executes it; read the
+    file back as data (nothing runs) to say what it holds. Returns the .pkl, the canary
+    path and the lines that introduce the demo."""
+    from .ir.pickle import read_pickle, select_network
+    from .zoo.nvlabs_write import snapshot, write
+
+    canary = tmp / "pickle-code-ran.txt"
+    src = ("# If this module source runs (the NVlabs loader execs it), it leaves a mark.\n"
+           f"open({str(canary)!r}, 'w').write('the pickle code ran')\n")
+    pkl = write(tmp / f"{entry.name}.pkl", snapshot(built, build_module_src=src))
+    gs_net = select_network(read_pickle(pkl), "Gs", str(pkl))
+    head = [f"demo: {pkl.name} ({_size(pkl.stat().st_size)}), an NVlabs snapshot (G, D, Gs) "
+            f"of zoo graph {entry.name}\n      ({entry.description})",
+            f"  -> read as data: Gs is {gs_net.build_func_name} with "
+            f"{len(gs_net.all_variables())} variables,\n     rebuilt from its weights by "
+            "graphsurgery (no TensorFlow 1, NVlabs code or CUDA)"]
+    return pkl, canary, head
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -332,7 +420,12 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         raise UsageError(str(exc.args[0])) from None
     out = Path(args.output)
     model = entry.builder()
-    zoo.write(model, out)
+    if out.suffix == ".pkl":  # an NVlabs (G, D, Gs) snapshot of the preset's weights
+        from .zoo.nvlabs_write import write_snapshot
+
+        write_snapshot(model, out)
+    else:
+        zoo.write(model, out)
     print(f"{out}: {entry.name} (inputs {', '.join(model.inputs)}; "
           f"outputs {', '.join(model.outputs)})")
     return EXIT_OK
@@ -363,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", parents=[common, plug], help="run a pipeline over a model")
     r.add_argument("model", metavar="MODEL",
-                   help="a frozen GraphDef (.pb, .pbtxt) or a TF2 SavedModel folder")
+                   help="a frozen GraphDef (.pb, .pbtxt), a TF2 SavedModel folder or an "
+                        "NVlabs snapshot (.pkl)")
     r.add_argument("-p", "--pipeline", required=True,
                    help="a preset name (`graphsurgery pipelines`), pipeline text such as "
                         "'core::dce,core::cse', or @FILE to read the pipeline text from FILE")
@@ -380,10 +474,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", default="tflite", metavar="|".join([*target_names, "none"]),
                    help="what to export and audit (a registered target, see `graphsurgery "
                         "targets`; none: the rewritten GraphDef only)")
-    r.add_argument("--quantize", choices=["fp32", "fp16", "dynamic", "int8"], default=None,
+    r.add_argument("--quantize", choices=["fp32", "fp16", "dynamic", "int8", "mobile"],
+                   default=None,
                    help="the exported model's precision, as the target supports it: tflite "
-                        "all four, coreml fp32/fp16/int8 (8-bit linear weights), onnx fp32 "
-                        "(default fp32)")
+                        "all five (mobile: per-channel int8 weights, fp16 for the dense "
+                        "layers every output depends on), coreml fp32/fp16/int8 (8-bit linear "
+                        "weights), onnx fp32 (default fp32)")
+    r.add_argument("--target-option", action="append", default=[],
+                   metavar="[TARGET.]OPTION=VALUE",
+                   help="a target's export option (repeatable): onnx opset=9..21, "
+                        "layout=nchw|nhwc; coreml compress=linear8,palettize6,palettize4")
     r.add_argument("--verify", action="store_true",
                    help="compare outputs with the input graph on random inputs")
     r.add_argument("--tolerance", type=float, default=1e-3,
@@ -406,13 +506,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write OUTDIR/report.html: the pipeline, a drawn diff of every pass "
                         "that changed the graph (OUTDIR/report/), op histograms, the TFLite "
                         "audit, fidelity and output images (with --verify)")
+    from .ir.pickle_trusted import add_trust_arguments
+
+    add_trust_arguments(r)  # an NVlabs .pkl MODEL: --trust-pickle-code runs the file's code
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("check", parents=[common, plug, js],
                        help="list what blocks conversion, grouped by rule, with the fix")
     c.add_argument("model", metavar="MODEL",
-                   help="a frozen GraphDef (.pb, .pbtxt), a TF2 SavedModel folder, or a "
-                        "converted model (.tflite...: its target's audit)")
+                   help="a frozen GraphDef (.pb, .pbtxt), a TF2 SavedModel folder, an NVlabs "
+                        "pickle (.pkl), or a converted model (.tflite, .onnx, .mlpackage, "
+                        ".mlmodel: its target's audit)")
     c.add_argument("--target", default=None, metavar="|".join(target_names),
                    help="whose lint rules to check (default tflite, or the target a "
                         "converted model was made for; see `graphsurgery targets`)")
@@ -453,18 +557,25 @@ def build_parser() -> argparse.ArgumentParser:
     tg = sub.add_parser("targets", parents=[common, plug], help="list targets and their rules")
     tg.set_defaults(func=cmd_targets)
 
-    dm = sub.add_parser("demo", parents=[common], help="convert a built-in StyleGAN2 graph "
-                        "to a TFLite-clean model, verified, with a report")
+    dm = sub.add_parser("demo", parents=[common], help="convert a StyleGAN2 snapshot .pkl to "
+                        "a TFLite-clean model, verified, with a report")
     dm.add_argument("-o", "--output", default="demo-out", metavar="OUTDIR",
                     help="the output folder (default demo-out)")
-    dm.add_argument("--model", default="sg2-tiny-cuda", metavar="NAME",
-                    help="a zoo preset (`graphsurgery zoo list`), or 'builtin' for the small "
-                    "generic-pipeline graph (default: sg2-tiny-cuda)")
+    dm.add_argument("--model", default="sg2-tiny", metavar="NAME",
+                    help="a zoo preset (`graphsurgery zoo list`), written as an NVlabs snapshot "
+                    ".pkl when it has one (StyleGAN v1/v2/ADA, ProGAN), else as a frozen .pb; "
+                    "or 'builtin' for the small generic-pipeline graph (default: sg2-tiny)")
+    dm.add_argument("--frozen", action="store_true",
+                    help="start from the zoo preset's frozen GraphDef (.pb) instead of a "
+                    "snapshot .pkl (e.g. --model sg2-tiny-cuda --frozen: the custom CUDA ops)")
     dm.set_defaults(func=cmd_demo)
 
     from .zoo.nvlabs import add_import_parser  # `import`: NVlabs pickles, read as data
 
     add_import_parser(sub, [common])
+    from .verify_cli import add_verify_parser  # `verify`: a converted model vs its reference
+
+    add_verify_parser(sub, [common, js])
 
     z = sub.add_parser("zoo", parents=[common], help="StyleGAN-family graphs to try")
     zsub = z.add_subparsers(dest="zoo_cmd", metavar="list|build", parser_class=_ArgumentParser)
@@ -473,7 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     zb = zsub.add_parser("build", parents=[common], help="write one zoo graph")
     zb.add_argument("name", metavar="NAME", help="a name from `graphsurgery zoo list`")
     zb.add_argument("-o", "--output", required=True, metavar="FILE",
-                    help="the .pb file to write")
+                    help="the .pb file to write (.pkl: an NVlabs (G, D, Gs) snapshot of "
+                         "its weights, for StyleGAN v1/v2, ADA and ProGAN presets)")
     z.set_defaults(func=cmd_zoo)
     return p
 

@@ -19,6 +19,7 @@ After::
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +31,7 @@ from .rewriter import Rewriter
 
 if TYPE_CHECKING:
     from .driver import Result
+    from .pipeline import PassRecord
 
 F32 = DType.float32
 
@@ -96,13 +98,18 @@ def describe(result: Result) -> str:
     passes that changed the graph, the audit, the fidelity and the files written."""
     changed = [r for r in result.records if r.changed]
     lines = [f"  {len(result.records)} passes ran, {len(changed)} changed the graph:"]
-    lines += [f"    {r.pass_id:32s} {'; '.join(r.deltas()[:3])}" for r in changed]
+    lines += [f"    {r.pass_id:32s} {_what_changed(r)}" for r in changed]
     if result.audit is not None:
         a = result.audit.to_json()
         verdict = "clean" if a.get("clean") else "NOT clean: " + "; ".join(a["violations"])
         name = result.artefacts[result.target].name if result.target else "artefact"
         lines.append(f"  {name} ({a.get('size', 0) / 1e3:.0f} kB): {verdict}")
-        lines.append(f"    ops {a.get('ops')}")
+        ops = a.get("ops")
+        if isinstance(ops, dict) and ops:
+            text = ", ".join(f"{op}\xa0{n}" for op, n in ops.items())  # never split
+            lines += [line.replace("\xa0", " ") for line in textwrap.wrap(
+                f"{sum(ops.values())} ops: {text}", 96, initial_indent="    ",
+                subsequent_indent="      ")]
     for key, val in (result.fidelity or {}).items():
         psnr = val.get("psnr")
         psnr_text = "inf" if psnr is None or psnr == float("inf") else f"{psnr:.1f} dB"
@@ -116,3 +123,13 @@ def describe(result: Result) -> str:
     if "report" in result.artefacts:
         lines.append(f"  open {result.artefacts['report']} to see what every pass changed")
     return "\n".join(lines)
+
+
+def _what_changed(record: PassRecord) -> str:
+    """The largest op-count changes of a pass, or what it changed when no count moved."""
+    deltas = record.deltas()[:3]
+    if deltas:
+        return "; ".join(deltas)
+    kinds = sorted(set(record.changes.values()))
+    n = len(record.changes)
+    return f"{n} node(s) {'/'.join(kinds) or 'changed'}, op counts unchanged"

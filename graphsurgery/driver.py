@@ -39,6 +39,7 @@ from .pipeline import PassRecord, Pipeline
 from .targets import AuditLike, Target, get_target
 
 if TYPE_CHECKING:
+    from .ir.pickle import PickleOptions
     from .progress import Progress
 
 log = logging.getLogger("graphsurgery")
@@ -77,7 +78,8 @@ def parse_input_spec(spec: str) -> tuple[str, list[int] | None]:
 
 def load_model(model: str | os.PathLike | Graph, inputs: Sequence[str] | None = None,
                outputs: Sequence[str] | None = None,
-               progress: Callable[[int, int], None] | None = None) -> Graph:
+               progress: Callable[[int, int], None] | None = None,
+               pickle_options: PickleOptions | None = None) -> Graph:
     """Load ``model`` (a path, or a Graph used as it is) and set its interface.
 
     ``inputs`` may carry shapes (``"x:1,512"``, see :func:`parse_input_spec`), set on the
@@ -87,7 +89,8 @@ def load_model(model: str | os.PathLike | Graph, inputs: Sequence[str] | None = 
 
     specs = [parse_input_spec(s) for s in inputs or ()]
     label = str(model) if not isinstance(model, Graph) else (model.source or "<graph>")
-    graph = model if isinstance(model, Graph) else load(model, progress=progress)
+    graph = model if isinstance(model, Graph) else load(model, progress=progress,
+                                                        pickle_options=pickle_options)
     if specs:
         graph.inputs = _resolve_tensors(graph, [n for n, _ in specs], "inputs", label)
     if outputs:
@@ -231,8 +234,9 @@ class Result:
     """What :func:`convert` did; :meth:`to_json` is ``summary.json``.
 
     ``artefacts`` maps ``"model"`` (the rewritten ``model.pb``), the target's name (its
-    file) and ``"report"`` to paths under :attr:`outdir`; ``audit`` is the target's audit of
-    its artefact; ``verification`` the comparison with the input graph (``ok``, and per
+    file), ``"<target>.<variant>"`` (other models it wrote, ``coreml.linear8``) and
+    ``"report"`` to paths under :attr:`outdir`; ``audit`` is the target's audit of its
+    artefact; ``verification`` the comparison with the input graph (``ok``, and per
     output ``max_abs``, ``psnr``...); ``status`` the exit code (0, or 3 for problems).
     """
 
@@ -257,6 +261,9 @@ class Result:
     graph: Graph | None = field(default=None, repr=False)
     #: The arrays ``verify`` compared ({"reference": [...], "graphdef": [...], target: [...]}).
     values: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: Wall seconds of each step (``passes``, ``export``, ``verify``, ``report``), and of
+    #: the reference runs made in the background (``reference_run``, ``graphdef_run``).
+    timings: dict[str, float] = field(default_factory=dict, repr=False)
     _tmp: Path | None = field(default=None, repr=False)
 
     @property
@@ -337,6 +344,7 @@ def convert(
     verify: bool = False,
     report: bool = False,
     quantize: str | None = None,
+    target_options: Mapping[str, Any] | None = None,
     seed: int = 0,
     tolerance: float = 1e-3,
     allow_side_effects: bool = False,
@@ -347,6 +355,7 @@ def convert(
     verify_shapes: bool = False,
     dump_changed: bool = False,
     progress: Progress | Callable[[int, int], None] | None = None,
+    pickle_options: PickleOptions | None = None,
 ) -> Result:
     """Run ``pipeline`` over ``model``, export it for ``target``, audit, verify, report.
 
@@ -356,13 +365,16 @@ def convert(
     None/``"none"`` for the rewritten GraphDef only. ``outdir``: where ``model.pb``, the
     artefact, ``summary.json`` and ``report.html`` go (a new temporary folder when None).
     ``inputs``/``outputs`` name the interface (inputs may carry shapes, ``"x:1,512"``).
+    ``target_options`` are the target's export options (``{"opset": 13}`` for onnx,
+    ``{"compress": "linear8,palettize4"}`` for coreml; strings are converted by the target).
     ``verify`` compares the result (GraphDef and artefact) with the input graph on seeded
     random inputs (``seed``), failing above ``tolerance`` (max abs error / output range).
     ``overrides`` are ``--set`` strings (``"core::dce.keep=x"``); ``plugins`` files or modules
     to import first. ``progress``: a :class:`~graphsurgery.progress.Progress` shown through
     every step (load, each pass, conversion, verification, report), or a ``(done, total)``
-    callback for reading the model file only. Returns the :class:`Result` (also written as
-    ``OUTDIR/summary.json``).
+    callback for reading the model file only. ``pickle_options`` say how a ``.pkl`` is
+    rebuilt (``trust_code=True`` RUNS the pickle's code; the summary's warnings say so).
+    Returns the :class:`Result` (also written as ``OUTDIR/summary.json``).
     """
     from .plugins import load_plugin
     from .progress import Progress
@@ -384,7 +396,10 @@ def convert(
     for p in plugins:
         load_plugin(p)
     tgt = resolve_target(target)
-    export_options = tgt.check_options({"quantize": quantize}) if tgt is not None else {}
+    if tgt is None and target_options:
+        raise UsageError(f"target option {next(iter(target_options))!r} given without a target")
+    export_options = (tgt.check_options({"quantize": quantize, **(target_options or {})})
+                      if tgt is not None else {})
     if isinstance(pipeline, Pipeline):
         pipe = pipeline.copy()
         pipe.name = pipeline.name
@@ -396,7 +411,12 @@ def convert(
         load_cb = steps.bytes_callback(f"loading {Path(model).name}")
     with steps.stage(f"loading {Path(model).name if not isinstance(model, Graph) else 'graph'}"):
         graph = load_model(model.copy() if isinstance(model, Graph) else model, inputs,
-                           outputs, load_cb)
+                           outputs, load_cb, pickle_options)
+    notes: list[str] = []
+    if (pickle_options is not None and pickle_options.trust_code
+            and not isinstance(model, Graph) and Path(model).suffix in (".pkl", ".pickle")):
+        notes.append(f"{Path(model).name}: frozen by RUNNING the pickle's own code in a "
+                     "subprocess (--trust-pickle-code), not rebuilt from its weights")
     # Locked, written in a temporary sibling (removed on any error, SIGINT or SIGTERM),
     # swapped into place by out.commit().
     with out:
@@ -405,7 +425,7 @@ def convert(
                                verify=verify, report=report, seed=seed, tolerance=tolerance,
                                allow_side_effects=allow_side_effects, keep_going=keep_going,
                                verify_each=verify_each, verify_shapes=verify_shapes,
-                               dump_changed=dump_changed, steps=steps)
+                               dump_changed=dump_changed, steps=steps, notes=notes)
         except PassFailure as exc:
             # Keep only the reproducer: it is what the user needs to report the failure.
             if out.keep_only("reproducer"):
@@ -419,18 +439,61 @@ def convert(
 
 
 def _run_into(out: OutputDir, pipe: Pipeline, graph: Graph, tgt: Target | None,
-              export_options: Mapping[str, Any], *, model: str | os.PathLike | Graph,
+              export_options: Mapping[str, Any], **kwargs: Any) -> Result:
+    """:func:`_run_steps`, waiting for the runs it left in the background whatever happens
+    (so no TensorFlow session outlives the call)."""
+    jobs: dict[str, Any] = {}
+    try:
+        return _run_steps(out, pipe, graph, tgt, export_options, jobs=jobs, **kwargs)
+    finally:
+        for job in jobs.values():
+            job.wait()
+
+
+def _start_run(jobs: dict[str, Any], label: str, graph: Graph, seed: int,
+               allow: bool) -> None:
+    """Start the reference run of ``graph`` on verification's feeds in a thread
+    (:class:`~graphsurgery.runners.BackgroundRun`, after the runs already started: one
+    session at a time): it computes on a core the passes and the converter leave free.
+    Nothing starts when verification would refuse the graph. TensorFlow is imported
+    here first: two threads importing it at once break its protobuf registry. (After the
+    shape library's preload: its quiet load redirects stderr in a thread, and so does
+    the quiet import; interleaved, the two hang.)"""
+    from .export.tflite import import_tensorflow
+    from .ir import opdefs, tf_capi
+    from .runners import BackgroundRun, ReferenceRunner
+
+    if not allow and opdefs.side_effects(graph):
+        return
+    try:
+        feeds = random_feeds(graph, seed=seed)
+    except UsageError:
+        return
+    tf_capi.load()  # waits for the preload (Pipeline.warm_up) in progress
+    import_tensorflow()
+    jobs[label] = BackgroundRun(
+        lambda: ReferenceRunner(graph, noise="seeded", seed=seed, allow_side_effects=allow),
+        feeds, name=f"graphsurgery-{label}", after=next(reversed(jobs.values()), None))
+
+
+def _run_steps(out: OutputDir, pipe: Pipeline, graph: Graph, tgt: Target | None,
+               export_options: Mapping[str, Any], *, model: str | os.PathLike | Graph,
               verify: bool, report: bool, seed: int, tolerance: float,
               allow_side_effects: bool, keep_going: bool, verify_each: bool,
-              verify_shapes: bool, dump_changed: bool, steps: Progress) -> Result:
+              verify_shapes: bool, dump_changed: bool, steps: Progress,
+              notes: Sequence[str] = (), jobs: dict[str, Any]) -> Result:
+    import time
+
     from .ir.io import save
     from .pipeline import DumpChanged, LogOpDeltas, LogTimings
 
     # The input graph is kept only to verify against: a copy shares NodeDefs, but keeps
     # the old weights alive once the passes replace them.
     original = graph.copy() if verify else None
+    if original is not None:  # its reference runs while the passes do
+        _start_run(jobs, "reference", original, seed, allow_side_effects)
     ops_before = dict(sorted(graph.op_counts().items()))
-    instruments = [LogTimings(), LogOpDeltas(), steps.pass_instrument(len(list(pipe.steps())))]
+    instruments = [LogTimings(), LogOpDeltas(), steps.pass_instrument(pipe)]
     if dump_changed:
         instruments.append(DumpChanged(out.tmp / "dumps"))
     recorder = None
@@ -450,6 +513,8 @@ def _run_into(out: OutputDir, pipe: Pipeline, graph: Graph, tgt: Target | None,
                             verify_shapes=verify_shapes, keep_going=keep_going,
                             instruments=instruments)
     save(graph, out.tmp / "model.pb")
+    if verify:  # the result's run in TensorFlow, while it is converted
+        _start_run(jobs, "graphdef", graph.copy(), seed, allow_side_effects)
     label = str(model) if not isinstance(model, Graph) else (model.source or "<graph>")
     result = Result(
         model=label, outdir=Path(out.display), pipeline=run.pipeline, records=run.records,
@@ -457,17 +522,21 @@ def _run_into(out: OutputDir, pipe: Pipeline, graph: Graph, tgt: Target | None,
         inputs=[str(t) for t in graph.inputs], outputs=[str(t) for t in graph.outputs],
         ops_before=ops_before, ops_after=dict(sorted(graph.op_counts().items())),
         nodes_after=len(graph), target=tgt.name if tgt is not None else None,
-        artefacts={"model": out.tmp / "model.pb"}, warnings=list(run.warnings),
+        artefacts={"model": out.tmp / "model.pb"}, warnings=[*notes, *run.warnings],
         status=EXIT_OK if run.ok else EXIT_PROBLEMS, graph=graph, _tmp=out.tmp,
     )
     artefact = None
+    timings, t0 = result.timings, time.perf_counter()
+    timings["passes"] = run.seconds
     if tgt is not None:
         artefact = _export(tgt, graph, out, export_options, result, steps)
+        timings["export"], t0 = time.perf_counter() - t0, time.perf_counter()
     if verify:
         assert original is not None
         with steps.stage("verifying against the input graph"):
             _verify(original, graph, tgt, artefact, result, seed=seed, tolerance=tolerance,
-                    allow=allow_side_effects)
+                    allow=allow_side_effects, jobs=jobs)
+        timings["verify"], t0 = time.perf_counter() - t0, time.perf_counter()
     if recorder is not None:
         result.artefacts["report"] = out.tmp / "report.html"
     summary = result.to_json()
@@ -477,6 +546,11 @@ def _run_into(out: OutputDir, pipe: Pipeline, graph: Graph, tgt: Target | None,
 
         with steps.stage("writing the report"):
             write_report(out.tmp, summary, recorder, graph, outputs=result.values or None)
+        timings["report"] = time.perf_counter() - t0
+    for label, job in jobs.items():
+        job.wait()
+        timings[f"{label}_run"] = job.seconds
+    log.info("seconds: %s", ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     out.commit()
     result.artefacts = {k: Path(out.final_path(v)) for k, v in result.artefacts.items()}
     if result.audit is not None and isinstance(getattr(result.audit, "path", None), str):
@@ -513,6 +587,8 @@ def _export(tgt: Target, graph: Graph, out: OutputDir, options: Mapping[str, Any
         return None
     result.export = artefact.to_json()
     result.artefacts[tgt.name] = artefact.path
+    for variant, (path, _) in artefact.variants.items():  # model.linear8.mlpackage...
+        result.artefacts[f"{tgt.name}.{variant}"] = path
     with steps.stage(f"auditing {Path(artefact.path).name}"):
         result.audit = tgt.audit(artefact)
     if not result.audit.clean:
@@ -540,16 +616,54 @@ def computes_in_float16(graph: Graph) -> bool:
     return False
 
 
+def compare_outputs(outputs: Sequence[TensorRef], reference: Sequence[Any],
+                    results: Mapping[str, Sequence[Any]], tolerance: float,
+                    report: dict[str, Any]) -> dict[str, Any]:
+    """Compare each of ``results`` (label -> output arrays) with ``reference``, output by
+    output; ``report`` gets ``"<label>:<output>"`` -> :meth:`Comparison.to_json` (or
+    ``{"error": ...}`` when shapes differ) and ``ok`` False when one is above
+    ``tolerance`` (max abs error / output range). Shared by ``--verify`` and
+    ``graphsurgery verify``; returns ``report``."""
+    from .metrics import compare
+
+    report.setdefault("ok", True)
+    for label, outs in results.items():
+        for ref_t, a, b in zip(outputs, reference, outs):
+            try:
+                cmp = compare(a, b)
+            except ValueError as exc:  # shapes differ
+                report[f"{label}:{ref_t}"] = {"error": str(exc)}
+                report["ok"] = False
+                log.error("verify %s %s FAILED: %s", label, ref_t, exc)
+                continue
+            report[f"{label}:{ref_t}"] = cmp.to_json()
+            ok = cmp.rel_max_abs <= tolerance
+            report["ok"] &= ok
+            log.info("verify %s %s: %s", label, ref_t, cmp)
+            if not ok:
+                log.error("verify %s %s FAILED: %s", label, ref_t, cmp)
+    return report
+
+
 def _verify(original: Graph, graph: Graph, tgt: Target | None, artefact: Any, result: Result,
-            *, seed: int, tolerance: float, allow: bool) -> None:
+            *, seed: int, tolerance: float, allow: bool,
+            jobs: Mapping[str, Any] | None = None) -> None:
     """Compare the result (GraphDef and artefact) with the input graph on the same inputs.
 
     Both graphs run through the reference runner (NCHW ops wrapped in transposes, custom
     ops by their reference maths, random ops fed the same seeded noise), so graphs that
-    TensorFlow cannot run on CPU as they are can still be verified.
+    TensorFlow cannot run on CPU as they are can still be verified. ``jobs`` may hold the
+    same runs started earlier (:func:`_start_run`, ``"reference"`` and ``"graphdef"``):
+    their outputs are used when they ran on exactly these feeds.
     """
-    from .metrics import compare
-    from .runners import ReferenceRunner, refuse_side_effects
+    from .runners import ReferenceRunner, refuse_side_effects, same_feeds
+
+    def outputs(label: str, g: Graph, fed: Mapping[str, Any]) -> list[Any]:
+        job = (jobs or {}).get(label)
+        if job is not None and same_feeds(job.feeds, fed):
+            return job.result()
+        with ReferenceRunner(g, noise="seeded", seed=seed, allow_side_effects=allow) as runner:
+            return runner.run(fed)
 
     def fail(error: str, message: str) -> None:
         result.verification = {"ok": False, "error": error}
@@ -562,16 +676,17 @@ def _verify(original: Graph, graph: Graph, tgt: Target | None, artefact: Any, re
     except InputError as exc:
         return fail(str(exc), f"cannot verify: {exc}")
     feeds = random_feeds(graph, seed=seed)
+    try:  # the input graph may read inputs the passes dropped (ProGAN's [?, 0] labels_in)
+        ref_feeds = {**random_feeds(original, seed=seed), **feeds}
+    except UsageError:
+        ref_feeds = feeds
     try:
-        with ReferenceRunner(original, noise="seeded", seed=seed,
-                             allow_side_effects=allow) as ref:
-            reference = ref.run(feeds)
+        reference = outputs("reference", original, ref_feeds)
     except Exception as exc:
         return fail(f"reference run failed: {exc}", "cannot verify: the input graph does not "
                     f"run on CPU: {str(exc).splitlines()[0] if str(exc) else exc!r}")
     try:
-        with ReferenceRunner(graph, noise="seeded", seed=seed, allow_side_effects=allow) as res:
-            results = {"graphdef": res.run(feeds)}
+        results = {"graphdef": outputs("graphdef", graph, feeds)}
     except Exception as exc:  # a rewrite TensorFlow refuses is a failed verification
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return fail(f"the result graph does not run: {first}",
@@ -586,21 +701,7 @@ def _verify(original: Graph, graph: Graph, tgt: Target | None, artefact: Any, re
         tolerance = max(tolerance, FLOAT16_TOLERANCE)
         report.update(tolerance=tolerance, original_precision="float16")
         log.info("the input graph computes in float16: verification tolerance %.3g", tolerance)
-    for label, outs in results.items():
-        for ref_t, a, b in zip(graph.outputs, reference, outs):
-            try:
-                cmp = compare(a, b)
-            except ValueError as exc:  # shapes differ
-                report[f"{label}:{ref_t}"] = {"error": str(exc)}
-                report["ok"] = False
-                log.error("verify %s %s FAILED: %s", label, ref_t, exc)
-                continue
-            report[f"{label}:{ref_t}"] = cmp.to_json()
-            ok = cmp.rel_max_abs <= tolerance
-            report["ok"] &= ok
-            log.info("verify %s %s: %s", label, ref_t, cmp)
-            if not ok:
-                log.error("verify %s %s FAILED: %s", label, ref_t, cmp)
+    compare_outputs(graph.outputs, reference, results, tolerance, report)
     result.verification = report
     result.values = {"reference": reference, **results}  # for the report's images
     if not report["ok"]:

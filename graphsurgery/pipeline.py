@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import time
 from collections import Counter
@@ -680,6 +681,8 @@ class _Runner:
         self.keep_going = keep_going
         self.instruments = instruments
         self.reproducer_dir = Path(reproducer_dir) if reproducer_dir else None
+        # The interface the source file is run with (the passes may change the graph's).
+        self.interface = _interface_args(graph) if self.source else None
         self.result = PipelineResult(graph, pipeline.text())
         self.done: list[str] = []
         self.guard_edits = guard_edits
@@ -835,15 +838,14 @@ class _Runner:
         if snapshot is not None:  # the graph exactly as the failing pass received it
             save(snapshot, d / "input.pb")
             steps = [step.text()]
-            interface = snapshot
+            ins, outs = _interface_args(snapshot)
         else:  # the original input, and every pass that ran before the failing one
             shutil.copyfile(self.source, d / "input.pb")
             steps = [*self.ran, step.text()]
-            interface = self.graph
+            ins, outs = self.interface or _interface_args(self.graph)
         (d / "pipeline.txt").write_text(",".join(steps) + "\n")
         (d / "full_pipeline.txt").write_text(str(self.pipeline) + "\n")
-        inputs = " ".join(str(t) for t in interface.inputs)
-        outputs = " ".join(str(t) for t in interface.outputs)
+        inputs, outputs = " ".join(map(shlex.quote, ins)), " ".join(map(shlex.quote, outs))
         plugins = "".join(f" --plugin {p}" for p in _plugins_of(self.pipeline))
         command = ("graphsurgery run input.pb -p @pipeline.txt --target none -o out"
                    + plugins + (f" --inputs {inputs}" if inputs else "")
@@ -852,12 +854,29 @@ class _Runner:
             f"Pass {step.pass_id} failed. To reproduce, run in this folder:\n\n"
             f"    {command}\n")
         (d / "interface.json").write_text(json.dumps({
-            "inputs": [str(t) for t in interface.inputs],
-            "outputs": [str(t) for t in interface.outputs],
+            "inputs": ins,
+            "outputs": outs,
             "failed_pass": step.pass_id,
             "passes_before": self.done,
         }, indent=2) + "\n")
         return str(d)
+
+
+def _interface_args(graph: Graph) -> tuple[list[str], list[str]]:
+    """``--inputs`` and ``--outputs`` arguments naming ``graph``'s interface; an input that
+    is a Placeholder of known rank carries its shape (``x:1,512``, ``x:-1,4``, ``x:[4]``)."""
+    ins = []
+    for ref in graph.inputs:
+        node = graph.node(ref.node) if ref.node in graph else None
+        shape = graph.static_shape(ref) if node is not None and node.op == "Placeholder" \
+            else None
+        if shape is None or ref.port:
+            ins.append(str(ref))
+        elif len(shape) >= 2:
+            ins.append(f"{ref.node}:{','.join(str(d) for d in shape)}")
+        else:  # x:4 would read as port 4
+            ins.append(f"{ref.node}:[{','.join(str(d) for d in shape)}]")
+    return ins, [str(t) for t in graph.outputs]
 
 
 def _plugins_of(pipeline: Pipeline) -> list[str]:

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from .pipeline import Instrument, PassRecord
+from .pipeline import Fixpoint, Instrument, PassRecord, Pipeline, Step
 
 __all__ = ["Progress", "for_terminal"]
 
@@ -115,9 +115,15 @@ class Progress:
 
         return report
 
-    def pass_instrument(self, total: int) -> Instrument:
-        """An instrument showing ``passes [i/total] pass_id`` before each pass."""
-        return _PassProgress(self, total)
+    def pass_instrument(self, plan: Pipeline | int) -> Instrument:
+        """An instrument showing ``passes [i/total] pass_id`` before each pass.
+
+        With the :class:`~graphsurgery.pipeline.Pipeline` about to run, ``i`` is the pass's
+        place in it and a fixpoint group's later rounds show again under their places,
+        ``passes [2/3] core::dce (round 2)``, so the count never passes the total. With a
+        number only, passes are counted as they run.
+        """
+        return _PassProgress(self, plan)
 
     def close(self) -> None:
         """Remove the status line and stop redrawing it."""
@@ -134,21 +140,70 @@ class Progress:
 
 
 class _PassProgress(Instrument):
-    def __init__(self, progress: Progress, total: int) -> None:
-        self.progress, self.total, self.done = progress, total, 0
+    """Follows the plan as the pass manager runs it: items in order, a fixpoint group's
+    steps again while a round changed the graph, up to ``max_iter`` rounds."""
+
+    def __init__(self, progress: Progress, plan: Pipeline | int) -> None:
+        self.progress = progress
+        self.items: list[Step | Fixpoint] = [] if isinstance(plan, int) else list(plan.items)
+        self.places: list[int] = []  # the place (0-based) of each item's first step
+        total = 0
+        for item in self.items:
+            self.places.append(total)
+            total += len(item.steps) if isinstance(item, Fixpoint) else 1
+        self.total = plan if isinstance(plan, int) else total
+        self.done = 0
+        self.item, self.step, self.round, self.round_changed = 0, 0, 1, False
+        self._skip_empty()
+
+    def _skip_empty(self) -> None:
+        while self.item < len(self.items) and self._group_size() == 0:
+            self.item += 1
+
+    def _group_size(self) -> int:
+        it = self.items[self.item]
+        return len(it.steps) if isinstance(it, Fixpoint) else 1
+
+    def _label(self, pass_id: str) -> str:
+        if self.item < len(self.items):
+            it = self.items[self.item]
+            expected = it.steps[self.step] if isinstance(it, Fixpoint) else it
+            if expected.pass_id == pass_id:
+                place = self.places[self.item] + self.step + 1
+                again = f" (round {self.round})" if self.round > 1 else ""
+                return f"passes [{place}/{self.total}] {pass_id}{again}"
+        self.items = []  # not the plan we were given: count passes as they run
+        n = self.done + 1
+        return f"passes [{n}/{self.total}] {pass_id}" if n <= self.total \
+            else f"passes [{n}] {pass_id}"
 
     def before_pass(self, pass_id: str, graph: Any) -> None:
+        label = self._label(pass_id)
         bar = self.progress._bar
-        if bar is not None:  # fixpoint groups repeat: the count may pass the total
-            n = self.done + 1
-            count = f"{n}/{self.total}" if n <= self.total else str(n)
-            bar.set_description_str(f"passes [{count}] {pass_id}", refresh=True)
+        if bar is not None:
+            bar.set_description_str(label, refresh=True)
+
+    def _advance(self, changed: bool) -> None:
+        self.done += 1
+        if self.item >= len(self.items):
+            return
+        it = self.items[self.item]
+        if isinstance(it, Fixpoint):
+            self.round_changed |= changed
+            self.step += 1
+            if self.step < len(it.steps):
+                return
+            if self.round_changed and self.round < it.max_iter:  # another round
+                self.step, self.round, self.round_changed = 0, self.round + 1, False
+                return
+        self.item, self.step, self.round, self.round_changed = self.item + 1, 0, 1, False
+        self._skip_empty()
 
     def after_pass(self, record: PassRecord, graph: Any) -> None:
-        self.done += 1
+        self._advance(record.changed)
 
     def on_failure(self, record: PassRecord, graph: Any) -> None:
-        self.done += 1
+        self._advance(False)  # with --keep-going the graph is restored: nothing changed
 
 
 class _TqdmHandler(logging.Handler):

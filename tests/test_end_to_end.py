@@ -21,6 +21,14 @@ def test_demo(capsys, tmp_path):
     assert summary["audit"]["clean"] and summary["verification"]["ok"]
     assert (tmp_path / "demo" / "report.html").exists()
     assert "model.tflite" in out and "clean" in out
+    # it starts from an NVlabs snapshot, read as data: the pickle's code never ran
+    assert out.startswith("demo: sg2-tiny.pkl (") and "an NVlabs snapshot (G, D, Gs)" in out
+    assert "Gs is G_main with" in out  # the short name real snapshots store
+    assert "nothing in the pickle ran" in out and "it was never run" in out
+    assert summary["model"].endswith("sg2-tiny.pkl")
+    for key, val in summary["verification"].items():
+        if isinstance(val, dict):
+            assert val["psnr"] >= 60, (key, val)
 
 
 @pytest.mark.parametrize("name", ["sg1-tiny", "tf2-tiny-savedmodel"])
