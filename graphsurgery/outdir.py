@@ -37,12 +37,13 @@ import re
 import secrets
 import shutil
 import signal
+import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import UsageError
 
@@ -92,6 +93,28 @@ def file_mode() -> int:
 def dir_mode() -> int:
     """The mode a new folder gets from ``mkdir``: ``0o777`` less the umask."""
     return 0o777 & ~current_umask()
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` only when the block ends without an error.
+
+    It is written as a hidden sibling (``.NAME.*.tmp``), which is removed on any error, and
+    gets the replaced file's mode, or the umask's for a new file (``mkstemp`` makes 0600)::
+
+        with atomic_file(Path("model.pb")) as fh:
+            fh.write(data)
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, path.stat().st_mode & 0o7777 if path.is_file() else file_mode())
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def fix_modes(root: Path) -> None:

@@ -18,7 +18,6 @@ import codecs
 import os
 import re
 import secrets
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -375,17 +374,10 @@ def save(graph: Graph, path: str | os.PathLike, *, progress: Progress | None = N
     if path.is_dir():
         raise UsageError(f"{path}: is a directory; give a .pb or .pbtxt file name")
     text = path.suffix in (".pbtxt", ".txt")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
-    try:
-        from ..outdir import file_mode
+    from ..outdir import atomic_file
 
-        # mkstemp makes 0600: give the file the replaced file's mode, or the umask's
-        os.fchmod(fd, path.stat().st_mode & 0o7777 if path.is_file() else file_mode())
-        with os.fdopen(fd, "wb") as fh:
+    try:
+        with atomic_file(path) as fh:
             if text:
                 gd = graph.to_graph_def()
                 if graph.library:
@@ -394,10 +386,8 @@ def save(graph: Graph, path: str | os.PathLike, *, progress: Progress | None = N
             else:
                 for chunk in _serialize_chunks(graph, progress):
                     fh.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
     return path
 
 

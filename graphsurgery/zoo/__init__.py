@@ -210,7 +210,7 @@ def cache_dir() -> Path:
 
 def write(model: BuiltModel, out: Path) -> Path:
     """Write a built model to ``out`` (a ``.pb`` file or a SavedModel directory), atomically."""
-    from graphsurgery.outdir import file_mode, fix_modes
+    from graphsurgery.outdir import atomic_file, fix_modes
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -223,15 +223,8 @@ def write(model: BuiltModel, out: Path) -> Path:
             shutil.rmtree(out)
         os.replace(tmp, out)
         return out
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    try:  # mkstemp makes 0600: the replaced file's mode, or the umask's (as ir.io.save)
-        os.fchmod(fd, out.stat().st_mode & 0o7777 if out.is_file() else file_mode())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(model.graph_def.SerializeToString())
-        os.replace(tmp_name, out)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(out) as fh:
+        fh.write(model.graph_def.SerializeToString())
     return out
 
 

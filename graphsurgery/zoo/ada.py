@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from graphsurgery.zoo import BuiltModel, freeze_given, register_presets, sgops
+from graphsurgery.zoo import BuiltModel, register_presets, sgops
 from graphsurgery.zoo._lazy import tf, v1
 from graphsurgery.zoo.stylegan2 import StyleGAN2Config, _Builder
 
@@ -189,21 +189,7 @@ class _ADABuilder(_Builder):
             dlatents = self.mapping(latents_in, labels_in)
             dlatents = self.truncation(dlatents, dlatent_avg)
             tf.identity(self.synthesis(dlatents), name="images_out")
-            standins = sgops.custom_op_standins(graph)
-            keep = ["images_out", "labels_in"]
-            if self.p.given is not None:  # given weights: frozen without a session
-                gd = graph.as_graph_def()
-                if standins:
-                    gd = sgops.materialize_custom_ops(gd, standins)
-                frozen = freeze_given(gd, {v.op.name: x for v, x in self.p.values}, keep)
-                return frozen, self.meta(standins)  # graphsurgery's GraphDef
-            with v1.Session(graph=graph) as sess:
-                self.p.load(sess)
-                frozen = v1.graph_util.convert_variables_to_constants(
-                    sess, graph.as_graph_def(), keep + sgops.standin_keep_nodes(standins))
-        if standins:
-            frozen = sgops.materialize_custom_ops(frozen, standins)
-        frozen = v1.graph_util.extract_sub_graph(frozen, keep)
+        frozen, standins = sgops.freeze(graph, self.p, ["images_out", "labels_in"])
         return frozen, self.meta(standins)
 
     def meta(self, standins: list[sgops.CustomOpStandIn]) -> dict[str, Any]:

@@ -36,7 +36,6 @@ import importlib
 import os
 import pickle
 import sys
-import tempfile
 import threading
 import types
 from collections.abc import Iterator, Mapping
@@ -47,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from graphsurgery.errors import UsageError
-from graphsurgery.outdir import file_mode
+from graphsurgery.outdir import atomic_file
 from graphsurgery.zoo import BuiltModel
 
 #: The ``build_module_src`` written into every network: a comment, never code to run.
@@ -203,16 +202,8 @@ def write(path: str | os.PathLike, obj: Any, protocol: int = 4, numpy1: bool = F
 
 
 def _write_bytes(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:  # mkstemp makes 0600: the replaced file's mode, or the umask's (as ir.io.save)
-        os.fchmod(fd, path.stat().st_mode & 0o7777 if path.is_file() else file_mode())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        fh.write(data)
     return path
 
 

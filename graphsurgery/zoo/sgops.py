@@ -136,6 +136,33 @@ def custom_op_standins(graph: tf.Graph) -> list[CustomOpStandIn]:
     return list(graph.get_collection(CUSTOM_OPS_COLLECTION))
 
 
+def freeze(graph: tf.Graph, params: Any, keep: list[str]) -> tuple[Any, list[CustomOpStandIn]]:
+    """Freeze a built generator ``graph`` to the nodes ``keep`` needs, with its custom-op
+    stand-ins turned into the custom ops; returns the GraphDef and the stand-ins.
+
+    ``params`` holds the variables: given values (``params.given``, e.g. from a pickle) are
+    frozen without a session into graphsurgery's GraphDef
+    (:func:`graphsurgery.zoo.freeze_given`); random ones are loaded into a session and
+    frozen with ``convert_variables_to_constants`` (a TensorFlow GraphDef).
+    """
+    from graphsurgery.zoo import freeze_given
+    from graphsurgery.zoo._lazy import v1
+
+    standins = custom_op_standins(graph)
+    if params.given is not None:
+        gd = graph.as_graph_def()
+        if standins:
+            gd = materialize_custom_ops(gd, standins)
+        return freeze_given(gd, {v.op.name: x for v, x in params.values}, keep), standins
+    with v1.Session(graph=graph) as sess:
+        params.load(sess)
+        frozen = v1.graph_util.convert_variables_to_constants(
+            sess, graph.as_graph_def(), keep + standin_keep_nodes(standins))
+    if standins:
+        frozen = materialize_custom_ops(frozen, standins)
+    return v1.graph_util.extract_sub_graph(frozen, keep), standins
+
+
 def node_name(tensor_name: str) -> str:
     """``"a/b:0"`` -> ``"a/b"``; ``"a/b:1"`` -> ``"a/b"``; ``"^a"`` -> ``"a"``."""
     name = tensor_name.lstrip("^")

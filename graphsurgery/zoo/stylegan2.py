@@ -37,7 +37,6 @@ import numpy as np
 from graphsurgery.zoo import (
     BuiltModel,
     ResolutionMixin,
-    freeze_given,
     given_value,
     register_presets,
     sgops,
@@ -301,23 +300,8 @@ class _Builder:
             images = self.synthesis(dlatents)
             tf.identity(images, name="images_out")
 
-            standins = sgops.custom_op_standins(graph)
-            keep = ["images_out", "labels_in"]
-            if self.p.given is not None:  # given weights: frozen without a session
-                gd = graph.as_graph_def()
-                if standins:
-                    gd = sgops.materialize_custom_ops(gd, standins)
-                frozen = freeze_given(gd, {v.op.name: x for v, x in self.p.values}, keep)
-                return frozen, self.meta(standins)  # graphsurgery's GraphDef
-            with v1.Session(graph=graph) as sess:
-                self.p.load(sess)
-                frozen = v1.graph_util.convert_variables_to_constants(
-                    sess, graph.as_graph_def(), keep + sgops.standin_keep_nodes(standins))
-        if standins:
-            frozen = sgops.materialize_custom_ops(frozen, standins)
-        frozen = v1.graph_util.extract_sub_graph(frozen, keep)
-        meta = self.meta(standins)
-        return frozen, meta
+        frozen, standins = sgops.freeze(graph, self.p, ["images_out", "labels_in"])
+        return frozen, self.meta(standins)
 
     def meta(self, standins: list[sgops.CustomOpStandIn]) -> dict[str, Any]:
         cfg = self.cfg
