@@ -140,7 +140,10 @@ def run_summary_line(result: Result, verbose: int = 0) -> str:
 
 def result_lines(result: Result) -> list[str]:
     """The lines after the summary: the artefact and its audit verdict, the verification
-    figures (max abs error, PSNR) per output, the report. Every path printed exists."""
+    figures (max abs error, PSNR, SSIM) per output with the criterion each was held to and
+    its verdict, the report. Every path printed exists."""
+    from .metrics import verdict as held_to
+
     lines = []
     if result.audit is not None and result.target in result.artefacts:
         path = result.artefacts[result.target]
@@ -168,10 +171,15 @@ def result_lines(result: Result) -> list[str]:
                 psnr_text = "inf (identical)"
             else:
                 psnr_text = "n/a" if psnr is None else f"{psnr:.1f} dB"
+            ssim = val.get("ssim")  # and the criterion it was held to, with its verdict
+            ssim_text = "" if ssim is None else f", SSIM {ssim:.5f}"
+            said = held_to(val)
             lines.append(f"  verified {key}: max abs error {val['max_abs']:.3g}, "
-                         f"PSNR {psnr_text}")
+                         f"PSNR {psnr_text}{ssim_text}" + (f": {said}" if said else ""))
         if not ver.get("ok", True) and "error" not in ver:
-            lines.append(f"  verification FAILED (tolerance {ver.get('tolerance')})")
+            failed = [k for k, v in (result.fidelity or {}).items() if v.get("ok") is False]
+            lines.append(f"  verification FAILED: {', '.join(failed)}" if failed else
+                         f"  verification FAILED (tolerance {ver.get('tolerance')})")
     report = result.artefacts.get("report")
     if report is not None and report.exists():
         lines.append(f"  report: {report}")
@@ -486,8 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "layout=nchw|nhwc; coreml compress=linear8,palettize6,palettize4")
     r.add_argument("--verify", action="store_true",
                    help="compare outputs with the input graph on random inputs")
-    r.add_argument("--tolerance", type=float, default=1e-3,
-                   help="--verify fails above this max abs error / output range")
+    r.add_argument("--tolerance", type=float, default=None,
+                   help="--verify fails above this max abs error / output range (default "
+                        "1e-3; by default a quantized .tflite is held to its mode instead: "
+                        "fp16 16 float16 epsilons, dynamic and mobile PSNR >= 30 dB and SSIM "
+                        ">= 0.95, int8 PSNR >= 25 dB and SSIM >= 0.9; a value given here "
+                        "holds every result to it)")
     r.add_argument("--allow-side-effects", action="store_true",
                    help="let --verify run a graph holding ops that act on this machine "
                         "(WriteFile, ReadFile, ImmutableConst, PrintV2, PyFunc...); without "

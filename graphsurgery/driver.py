@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import metrics as _metrics
 from .errors import InputError, PassFailure, UsageError, VerificationError
 from .ir.graph import Graph
 from .ir.names import TensorRef
@@ -40,6 +41,7 @@ from .targets import AuditLike, Target, get_target
 
 if TYPE_CHECKING:
     from .ir.pickle import PickleOptions
+    from .metrics import Criterion
     from .progress import Progress
 
 log = logging.getLogger("graphsurgery")
@@ -346,7 +348,7 @@ def convert(
     quantize: str | None = None,
     target_options: Mapping[str, Any] | None = None,
     seed: int = 0,
-    tolerance: float = 1e-3,
+    tolerance: float | None = None,
     allow_side_effects: bool = False,
     overrides: Sequence[str] = (),
     plugins: Sequence[str] = (),
@@ -368,7 +370,9 @@ def convert(
     ``target_options`` are the target's export options (``{"opset": 13}`` for onnx,
     ``{"compress": "linear8,palettize4"}`` for coreml; strings are converted by the target).
     ``verify`` compares the result (GraphDef and artefact) with the input graph on seeded
-    random inputs (``seed``), failing above ``tolerance`` (max abs error / output range).
+    random inputs (``seed``), failing above ``tolerance`` (max abs error / output range;
+    None: 1e-3, and a quantized artefact is held to its mode's criterion instead,
+    :func:`graphsurgery.metrics.quantized_criterion`; a number applies to both).
     ``overrides`` are ``--set`` strings (``"core::dce.keep=x"``); ``plugins`` files or modules
     to import first. ``progress``: a :class:`~graphsurgery.progress.Progress` shown through
     every step (load, each pass, conversion, verification, report), or a ``(done, total)``
@@ -478,7 +482,7 @@ def _start_run(jobs: dict[str, Any], label: str, graph: Graph, seed: int,
 
 def _run_steps(out: OutputDir, pipe: Pipeline, graph: Graph, tgt: Target | None,
                export_options: Mapping[str, Any], *, model: str | os.PathLike | Graph,
-              verify: bool, report: bool, seed: int, tolerance: float,
+              verify: bool, report: bool, seed: int, tolerance: float | None,
               allow_side_effects: bool, keep_going: bool, verify_each: bool,
               verify_shapes: bool, dump_changed: bool, steps: Progress,
               notes: Sequence[str] = (), jobs: dict[str, Any]) -> Result:
@@ -597,9 +601,8 @@ def _export(tgt: Target, graph: Graph, out: OutputDir, options: Mapping[str, Any
 
 
 #: Verification tolerance (max abs error / output range) for an input graph that computes
-#: in float16: 16 float16 epsilons. A float16 StyleGAN2-ADA generator and its float32
-#: rewrite differ by 2e-3 of the output range (70-75 dB PSNR) with identical weights.
-FLOAT16_TOLERANCE = 16 * 2.0**-10
+#: in float16, or an artefact with float16 weights: 16 float16 epsilons.
+FLOAT16_TOLERANCE = _metrics.FLOAT16_TOLERANCE
 
 
 def computes_in_float16(graph: Graph) -> bool:
@@ -618,16 +621,20 @@ def computes_in_float16(graph: Graph) -> bool:
 
 def compare_outputs(outputs: Sequence[TensorRef], reference: Sequence[Any],
                     results: Mapping[str, Sequence[Any]], tolerance: float,
-                    report: dict[str, Any]) -> dict[str, Any]:
+                    report: dict[str, Any],
+                    criteria: Mapping[str, Criterion] | None = None) -> dict[str, Any]:
     """Compare each of ``results`` (label -> output arrays) with ``reference``, output by
-    output; ``report`` gets ``"<label>:<output>"`` -> :meth:`Comparison.to_json` (or
-    ``{"error": ...}`` when shapes differ) and ``ok`` False when one is above
-    ``tolerance`` (max abs error / output range). Shared by ``--verify`` and
+    output; ``report`` gets ``"<label>:<output>"`` -> :meth:`Comparison.to_json` with
+    ``ok`` and the ``criterion`` it was held to (or ``{"error": ...}`` when shapes
+    differ), and ``ok`` False when one fails. A label's criterion is ``criteria[label]``,
+    else ``tolerance`` (max abs error / output range). Shared by ``--verify`` and
     ``graphsurgery verify``; returns ``report``."""
-    from .metrics import compare
+    from .metrics import compare, max_abs_criterion
 
     report.setdefault("ok", True)
+    default = max_abs_criterion(tolerance, "max abs error / output range within --tolerance")
     for label, outs in results.items():
+        criterion = (criteria or {}).get(label, default)
         for ref_t, a, b in zip(outputs, reference, outs):
             try:
                 cmp = compare(a, b)
@@ -636,12 +643,14 @@ def compare_outputs(outputs: Sequence[TensorRef], reference: Sequence[Any],
                 report["ok"] = False
                 log.error("verify %s %s FAILED: %s", label, ref_t, exc)
                 continue
-            report[f"{label}:{ref_t}"] = cmp.to_json()
-            ok = cmp.rel_max_abs <= tolerance
-            report["ok"] &= ok
+            missed = criterion.failures(cmp)
+            report[f"{label}:{ref_t}"] = {**cmp.to_json(), "ok": not missed,
+                                          "criterion": criterion.to_json(),
+                                          **({"missed": missed} if missed else {})}
+            report["ok"] &= not missed
             log.info("verify %s %s: %s", label, ref_t, cmp)
-            if not ok:
-                log.error("verify %s %s FAILED: %s", label, ref_t, cmp)
+            if missed:
+                log.error("verify %s %s FAILED (%s): %s", label, ref_t, "; ".join(missed), cmp)
     return report
 
 
@@ -696,12 +705,24 @@ def _verify(original: Graph, graph: Graph, tgt: Target | None, artefact: Any, re
         if runner is not None:
             with runner:
                 results[tgt.name] = runner.run(feeds)
+    given = tolerance is not None
+    tolerance = _metrics.DEFAULT_TOLERANCE if tolerance is None else tolerance
+    why = (f"--tolerance {tolerance:g} (given)" if given else
+           "a float32 result: the default --tolerance")
     report: dict[str, Any] = {"ok": True, "tolerance": tolerance, "seed": seed}
     if computes_in_float16(original):  # the reference is only as exact as float16
-        tolerance = max(tolerance, FLOAT16_TOLERANCE)
+        asked, tolerance = tolerance, max(tolerance, FLOAT16_TOLERANCE)
         report.update(tolerance=tolerance, original_precision="float16")
+        why = ("the input graph computes in float16: at least 16 float16 epsilons of the "
+               "output range" + (f" (--tolerance {asked:g} given)" if given else ""))
         log.info("the input graph computes in float16: verification tolerance %.3g", tolerance)
-    compare_outputs(graph.outputs, reference, results, tolerance, report)
+    criteria = {label: _metrics.max_abs_criterion(tolerance, why) for label in results}
+    quantized = (None if given or artefact is None or tgt is None else
+                 _metrics.quantized_criterion(tgt.name, artefact.details.get("quantize")))
+    if quantized is not None and tgt is not None:  # a quantized model is held to its mode
+        criteria[tgt.name] = quantized
+        log.info("verify %s: %s (%s)", tgt.name, quantized.describe(), quantized.reason)
+    compare_outputs(graph.outputs, reference, results, tolerance, report, criteria)
     result.verification = report
     result.values = {"reference": reference, **results}  # for the report's images
     if not report["ok"]:

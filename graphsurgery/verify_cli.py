@@ -63,12 +63,45 @@ class ArtefactVerification:
         return out
 
 
+def tflite_quantization(path: str | os.PathLike) -> str | None:
+    """The ``--quantize`` mode a ``.tflite``'s tensors show: ``"int8"`` when activations
+    are 8-bit integers, ``"dynamic"`` when only constant weights are (``mobile`` too),
+    ``"fp16"`` when constant weights are float16, else None (float32)."""
+    from .export._schema import _schema
+
+    schema = _schema()
+    types = schema.TensorType
+    model = schema.Model.GetRootAs(Path(path).read_bytes(), 0)
+    has_data = [model.Buffers(i).DataLength() > 0 or model.Buffers(i).Offset() > 1
+                for i in range(model.BuffersLength())]
+    weights, activations = set(), set()
+    for g in range(model.SubgraphsLength()):
+        sub = model.Subgraphs(g)
+        for t in range(sub.TensorsLength()):
+            tensor = sub.Tensors(t)
+            b = tensor.Buffer()
+            (weights if 0 < b < len(has_data) and has_data[b] else activations).add(tensor.Type())
+    if activations & {types.INT8, types.UINT8, types.INT16}:
+        return "int8"
+    if weights & {types.INT8, types.INT4}:
+        return "dynamic"
+    if types.FLOAT16 in weights:
+        return "fp16"
+    return None
+
+
 def verify_artefact(model: str | os.PathLike, reference: str | os.PathLike, *,
                     inputs: Sequence[str] | None = None, outputs: Sequence[str] | None = None,
-                    seed: int = 0, tolerance: float = 1e-3,
+                    seed: int = 0, tolerance: float | None = None,
                     allow_side_effects: bool = False) -> ArtefactVerification:
     """Audit ``model`` (a converted model) and, where its target can run it here, compare
-    it with ``reference`` (a graph graphsurgery loads) on seeded random inputs."""
+    it with ``reference`` (a graph graphsurgery loads) on seeded random inputs.
+
+    Without ``tolerance`` the comparison is held to what ``--verify`` holds it to: max abs
+    error within 1e-3 of the output range (float16's precision for a float16 reference),
+    and a quantized ``.tflite`` to the floors of its mode
+    (:func:`graphsurgery.metrics.quantized_criterion`, the mode read off its tensors);
+    a given ``tolerance`` holds it to that number."""
     from .check import artefact_target
     from .driver import (
         FLOAT16_TOLERANCE,
@@ -77,6 +110,7 @@ def verify_artefact(model: str | os.PathLike, reference: str | os.PathLike, *,
         load_model,
         random_feeds,
     )
+    from .metrics import quantized_criterion
     from .runners import ReferenceRunner, refuse_side_effects
     from .targets import Artefact, get_target
 
@@ -108,17 +142,27 @@ def verify_artefact(model: str | os.PathLike, reference: str | os.PathLike, *,
                              allow_side_effects=allow_side_effects) as ref:
             expected = ref.run(feeds)
         got = runner.run(runner.select_feeds(feeds))
+    explicit = tolerance is not None
+    tolerance = 1e-3 if tolerance is None else tolerance
     report: dict[str, Any] = {"ok": True, "tolerance": tolerance, "seed": seed}
-    if computes_in_float16(graph):  # the reference is only as exact as float16
+    if computes_in_float16(graph) and not explicit:  # the reference is only as exact as fp16
         report.update(tolerance=max(tolerance, FLOAT16_TOLERANCE), original_precision="float16")
+    criteria = {}
+    mode = tflite_quantization(path) if name == "tflite" and not explicit else None
+    criterion = quantized_criterion(name, mode)
+    if criterion is not None:  # held to what its quantization can reach, as --verify does
+        criteria[name] = criterion
+        report["quantize"] = mode
     found.verification = compare_outputs(graph.outputs, expected, {name: got},
-                                         report["tolerance"], report)
+                                         report["tolerance"], report, criteria)
     found.values = {"reference": expected, name: got}
     return found
 
 
 def lines(found: ArtefactVerification) -> list[str]:
     """The audit verdict, then one line per compared output (max abs error, PSNR, SSIM)."""
+    from .metrics import verdict as judged_by
+
     audit = found.audit.to_json()
     bad = audit.get("violations") or []
     verdict = "clean" if audit.get("clean") else (
@@ -135,11 +179,14 @@ def lines(found: ArtefactVerification) -> list[str]:
         psnr_text = "n/a" if psnr is None else (
             "inf (identical)" if psnr == float("inf") else f"{psnr:.1f} dB")
         ssim_text = "n/a" if ssim is None else f"{ssim:.5f}"
+        judged = judged_by(val)
         out.append(f"  verified {key}: max abs error {val['max_abs']:.3g}, PSNR {psnr_text}, "
-                   f"SSIM {ssim_text}")
+                   f"SSIM {ssim_text}" + (f": {judged}" if judged else ""))
     ver = found.verification
     if ver is not None and not ver["ok"]:
-        out.append(f"  verification FAILED (tolerance {ver['tolerance']})")
+        held = (f"--quantize {ver['quantize']} floors" if ver.get("quantize")
+                else f"tolerance {ver['tolerance']}")
+        out.append(f"  verification FAILED ({held})")
     return out
 
 
@@ -178,8 +225,9 @@ def add_verify_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     v.add_argument("--outputs", nargs="+", default=[], metavar="NAME",
                    help="the reference's outputs, in the model's output order")
     v.add_argument("--seed", type=int, default=0, help="seed of the random inputs and noise")
-    v.add_argument("--tolerance", type=float, default=1e-3,
-                   help="fails above this max abs error / output range (default 1e-3)")
+    v.add_argument("--tolerance", type=float, default=None,
+                   help="fails above this max abs error / output range (default: 1e-3, or "
+                        "what a quantized .tflite's mode can reach, as for run --verify)")
     v.add_argument("--allow-side-effects", action="store_true",
                    help="let the reference run a graph holding ops that act on this machine")
     v.set_defaults(func=cmd_verify)

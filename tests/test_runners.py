@@ -157,3 +157,27 @@ def test_same_feeds_compares_names_dtypes_shapes_and_values() -> None:
     assert not same_feeds(a, {"x": np.zeros((2, 1), np.float32)})
     assert not same_feeds(a, {"y": np.zeros((1, 2), np.float32)})
     assert not same_feeds(a, {**a, "y": np.zeros(1)})
+
+
+def test_tflite_runner_uses_a_recorded_run_only_on_the_same_feeds() -> None:
+    """``recorded`` (the audit's LiteRT run) stands in for a run on exactly its feeds; other
+    values, another shape or another thread count run the model."""
+    from graphsurgery.export.audit import audit_tflite
+
+    tflite = _conv_relu()[1]
+    run = audit_tflite(tflite, analyzer=False).litert_run
+    assert run is not None and run.num_threads == 2
+    (fresh,) = TFLiteRunner(tflite).run({"x": run.feeds[0]})
+    np.testing.assert_array_equal(run.outputs[0], fresh)
+    run.outputs = [np.full_like(fresh, 42.0)]  # a marker: returned only when the run is used
+    lite = TFLiteRunner(tflite, recorded=run)
+    assert lite.input_names == TFLiteRunner(tflite).input_names and lite._interp is None
+    (same,) = lite.run({"x": run.feeds[0].copy()})
+    assert (same == 42).all() and lite._interp is None
+    (other,) = lite.run({"x": run.feeds[0] + 1})
+    (want,) = TFLiteRunner(tflite).run({"x": run.feeds[0] + 1})
+    np.testing.assert_array_equal(other, want)
+    (bigger,) = lite.run({"x": np.concatenate([run.feeds[0]] * 2)})
+    assert bigger.shape[0] == 2 and not (bigger == 42).any()
+    (threads,) = TFLiteRunner(tflite, num_threads=1, recorded=run).run({"x": run.feeds[0]})
+    np.testing.assert_allclose(threads, fresh, rtol=1e-5, atol=1e-6)

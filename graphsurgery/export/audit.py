@@ -18,7 +18,11 @@ holds, and each broken one is a ``violations`` line ``"<rule id>: <detail>"``:
   ``TRANSPOSE_CONV`` and ``FULLY_CONNECTED`` are constant buffers (a ``DEQUANTIZE`` of a
   constant, as fp16 models have, counts as constant; an absent bias is fine).
 * ``runs-in-litert``: LiteRT's ``Interpreter`` (default delegates, XNNPACK on CPU) allocates
-  and invokes the model on random inputs (skipped with ``run=False``).
+  and invokes the model on random inputs (skipped with ``run=False``). The inputs are the
+  ones ``--verify`` feeds for the same ``seed`` (standard-normal floats drawn in input order,
+  zeros otherwise), and the run is kept in ``Audit.litert_run`` (not in the JSON), so
+  verification can use its outputs instead of running the model again when its feeds are
+  the same (:class:`graphsurgery.runners.TFLiteRunner` ``recorded=``).
 
 GPU-delegate friendliness (``PAD`` paddings 4x2, ``STRIDED_SLICE`` on 3-D/4-D without
 shrink/new-axis/ellipsis masks, ``DEPTHWISE_CONV_2D`` depth multiplier 1, reductions with
@@ -36,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -62,8 +66,33 @@ _WEIGHT_INPUTS = {
 
 
 @dataclass
+class LiteRTRun:
+    """The audit's run of the model in LiteRT: what it was fed and what came out.
+
+    ``input_details``/``output_details`` are the interpreter's, ``feeds`` the arrays in its
+    input order, ``outputs`` in its output order; ``file`` identifies the file that ran
+    (:func:`file_identity`; None for bytes)."""
+
+    input_details: list[dict[str, Any]]
+    output_details: list[dict[str, Any]]
+    feeds: list[np.ndarray]
+    outputs: list[np.ndarray]
+    num_threads: int
+    file: tuple[int, ...] | None = None
+
+
+def file_identity(path: str | os.PathLike) -> tuple[int, ...]:
+    """Device, inode, size and modification time of ``path``: changes when it is rewritten."""
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass
 class Audit:
     """The result of :func:`audit_tflite`. ``to_json()`` gives a JSON-ready dict."""
+
+    #: The run that made ``runs`` True (None when not run or it failed); not in the JSON.
+    litert_run: ClassVar[LiteRTRun | None] = None
 
     path: str | None
     size: int
@@ -230,11 +259,13 @@ def audit_tflite(
 ) -> Audit:
     """Audit a ``.tflite`` file or flatbuffer bytes; see the module docstring for the rules."""
     path: str | None = None
+    identity: tuple[int, ...] | None = None
     if isinstance(model, bytes | bytearray | memoryview):
         buf = bytes(model)
     else:
         path = str(model)
         try:
+            identity = file_identity(model)
             buf = Path(model).read_bytes()
         except OSError as exc:
             raise InputError(f"{path}: cannot read: {exc.strerror}") from None
@@ -342,14 +373,17 @@ def audit_tflite(
     runs: bool | None = None
     run_error: str | None = None
     run_seconds: float | None = None
+    litert_run: LiteRTRun | None = None
     if run:
-        runs, run_error, run_seconds = _try_run(buf, seed)
+        runs, run_error, run_seconds, litert_run = _try_run(buf, seed)
+        if litert_run is not None:
+            litert_run.file = identity
     facts = _Facts(int(m.model.SubgraphsLength()), customs, randoms, high_rank, interior,
                    nonconst, runs, run_error)
     violations = [f"{rule_id}: {detail}" for rule_id, rule in AUDIT_RULES for detail in rule(facts)]
 
     random_count = sum(op_hist[r] for r in RANDOM_OPS)
-    return Audit(
+    audit = Audit(
         path=path,
         size=len(buf),
         subgraphs=int(m.model.SubgraphsLength()),
@@ -377,6 +411,8 @@ def audit_tflite(
         violations=violations,
         clean=not violations,
     )
+    audit.litert_run = litert_run
+    return audit
 
 
 def _gpu_checks(
@@ -476,19 +512,28 @@ def _analyzer_gpu(buf: bytes) -> tuple[list[str], bool | None]:
     return warnings, compatible
 
 
-def _try_run(buf: bytes, seed: int) -> tuple[bool, str | None, float | None]:
-    """Allocate and invoke the model in LiteRT on random inputs."""
+#: LiteRT threads of the audit's run: those of :class:`graphsurgery.runners.TFLiteRunner`,
+#: so that verification may use the run's outputs as its own.
+RUN_THREADS = 2
+
+
+def _try_run(buf: bytes, seed: int
+             ) -> tuple[bool, str | None, float | None, LiteRTRun | None]:
+    """Allocate and invoke the model in LiteRT on random inputs (drawn as
+    :func:`graphsurgery.driver.random_feeds` draws them for ``seed``)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as exc:  # pragma: no cover - LiteRT is a dependency
-        return False, f"LiteRT is not installed: {exc}", None
+        return False, f"LiteRT is not installed: {exc}", None, None
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
+    feeds: list[np.ndarray] = []
     with capture_output() as captured:
         try:
-            interp = Interpreter(model_content=buf)
+            interp = Interpreter(model_content=buf, num_threads=RUN_THREADS)
             interp.allocate_tensors()
-            for d in interp.get_input_details():
+            inputs = interp.get_input_details()
+            for d in inputs:
                 dtype = np.dtype(d["dtype"])
                 # "shape" holds concrete sizes (unknown ones are in "shape_signature");
                 # a zero-size dimension such as StyleGAN's labels_in [1, 0] stays zero.
@@ -498,13 +543,18 @@ def _try_run(buf: bytes, seed: int) -> tuple[bool, str | None, float | None]:
                 else:
                     x = np.zeros(shape, dtype)
                 interp.set_tensor(d["index"], x)
+                feeds.append(x)
             interp.invoke()
+            outputs = interp.get_output_details()
+            run = LiteRTRun(inputs, outputs, feeds,
+                            [np.array(interp.get_tensor(d["index"])) for d in outputs],
+                            RUN_THREADS)
             error = None
         except Exception as exc:  # any failure means "does not run"
             error = exc
     seconds = time.perf_counter() - t0
     if error is None:
-        return True, None, seconds
+        return True, None, seconds, run
     text = str(error) or "".join(captured)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     msg = lines[-1] if lines else type(error).__name__
@@ -513,4 +563,4 @@ def _try_run(buf: bytes, seed: int) -> tuple[bool, str | None, float | None]:
     if node:
         first = lines[0].split(".")[0] if lines else ""
         msg = f"{first}: {node.group(0)}" if first and first not in node.group(0) else node.group(0)
-    return False, msg[:300], seconds
+    return False, msg[:300], seconds, None

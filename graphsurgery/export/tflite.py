@@ -83,8 +83,21 @@ def capture_output(stdout: bool = True) -> Iterator[list[str]]:
     Native code (TensorFlow's C++ logging, the MLIR converter's diagnostics, LiteRT's
     "Created XNNPACK delegate") writes straight to the file descriptors, so Python-level
     redirection is not enough. The captured text is appended to the yielded list on exit.
+
+    Holds :data:`graphsurgery._quiet.FD2_LOCK` throughout, like every other redirection of
+    fd 2 (the quiet TensorFlow import, the shape library's quiet load in its thread): two
+    interleaved redirections would restore each other's copies and leave fd 2 on a pipe
+    whose reader then waits forever.
     """
-    fds = [2] + ([1] if stdout else [])
+    from .._quiet import FD2_LOCK
+
+    with FD2_LOCK:
+        with _redirected([2] + ([1] if stdout else [])) as out:
+            yield out
+
+
+@contextlib.contextmanager
+def _redirected(fds: list[int]) -> Iterator[list[str]]:
     out: list[str] = []
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -260,8 +273,11 @@ def converter_from_session(tf: Any, sess: Any, ins: Sequence[Any], outs: Sequenc
         from tensorflow.lite.python import lite as tflite_lite
         from tensorflow.lite.python import util as tflite_util
 
-        frozen = (tflite_util.is_frozen_graph(sess)
-                  and not tflite_util.find_all_hinted_output_nodes(sess))
+        graph_def = None
+        frozen = tflite_util.is_frozen_graph(sess)
+        if frozen:  # one copy of the GraphDef (a 143 MB serialization) for both uses
+            graph_def = sess.graph_def
+            frozen = not tflite_util.find_all_hinted_output_nodes(graph_def=graph_def)
         set_type = tflite_lite.TFLiteConverterBase._set_original_model_type
         session_type = tflite_lite.conversion_metadata_fb.ModelType.TF_SESSION
         debug_info = tflite_lite._build_debug_info_func
@@ -270,11 +286,135 @@ def converter_from_session(tf: Any, sess: Any, ins: Sequence[Any], outs: Sequenc
     if not frozen:
         return cls.from_session(sess, ins, outs)
     set_type(session_type)
-    graph_def = sess.graph_def
     conv = cls(graph_def, ins, outs, experimental_debug_info_func=debug_info(sess.graph))
     if not graph_def.library.function and hasattr(conv, "_optimize_tf_model"):
         conv._optimize_tf_model = _nothing_to_inline
+    _finish_in_one_pass(conv)
     return conv
+
+
+def _finish_in_one_pass(conv: Any) -> None:
+    """Make ``conv.convert()`` unpack and repack the flatbuffer once, not twice.
+
+    After the MLIR conversion the converter deduplicates the constant buffers (unpack the
+    flatbuffer into Python objects, pack it again) and then adds its conversion metadata
+    (unpack and pack again); each pack copies the whole model through a builder that grows
+    by doubling (about a second each on a 143 MB model). Here both steps are skipped inside
+    ``convert()`` and done after it on one unpacked object, packed once into a builder
+    sized for the model: the same buffers shared, the same metadata, the same bytes.
+    Left alone if TensorFlow's converter no longer has the attributes this relies on.
+    """
+    needed = ("_optimize_tflite_model", "_experimental_use_buffer_offset",
+              "exclude_conversion_metadata", "_metadata", "convert")
+    if not all(hasattr(conv, a) for a in needed) or conv.exclude_conversion_metadata:
+        return
+    optimize, convert = conv._optimize_tflite_model, conv.convert
+
+    def optimize_without_dedup(*args: Any, **kwargs: Any) -> Any:
+        # the flag only decides here whether to deduplicate (the MLIR flags were set before)
+        conv._experimental_use_buffer_offset = True
+        try:
+            return optimize(*args, **kwargs)
+        finally:
+            conv._experimental_use_buffer_offset = False
+
+    def convert_then_finish() -> bytes:
+        conv._optimize_tflite_model = optimize_without_dedup
+        conv.exclude_conversion_metadata = True
+        try:
+            model = convert()
+        finally:
+            conv._optimize_tflite_model = optimize
+            conv.exclude_conversion_metadata = False
+        return finish_flatbuffer(model, conv._metadata)
+
+    conv.convert = convert_then_finish
+
+
+def finish_flatbuffer(model: bytes, metadata: Any) -> bytes:
+    """The converter's two last steps on ``model`` (what ``convert()`` returns), in one
+    unpack and one pack: constant buffers with the same bytes shared
+    (:func:`dedup_readonly_buffers`), then the ``CONVERSION_METADATA`` entry (``metadata``,
+    a ``ConversionMetadataT``, given the model's hash and sparsity modes)."""
+    import flatbuffers
+    from tensorflow.lite.python import util as tflite_util
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.convert_bytearray_to_object(model)
+    if any(m.name == b"buffer_location" for m in obj.metadata or []):
+        return model  # buffers stored after the flatbuffer: the converter leaves it as it is
+    try:
+        dedup_readonly_buffers(obj)
+    except Exception:  # the converter skips deduplication when it fails, and so do we
+        log.warning("buffer deduplication skipped")
+        obj = flatbuffer_utils.convert_bytearray_to_object(model)
+    metadata.options.modelOptimizationModes.extend(tflite_util.get_sparsity_modes(obj))
+    metadata.environment.modelHash = tflite_util.get_model_hash(obj)
+    obj = tflite_util.populate_conversion_metadata(obj, metadata)
+    builder = flatbuffers.Builder(len(model) + (1 << 20))  # no doubling copies
+    builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def dedup_readonly_buffers(model: Any) -> dict[int, int]:
+    """Let constant tensors whose buffers hold the same bytes share one buffer.
+
+    ``model`` is an unpacked ``ModelT``, changed in place; returns {dropped buffer: kept
+    buffer}. The same choice as TensorFlow's converter (``deduplicate_readonly_buffers``):
+    the buffers read by operators, other than variables, op outputs and subgraph inputs or
+    outputs, are ordered by (size, MD5) descending; within each run of equal ones the first
+    is kept, the others are emptied and their tensors point at the kept one.
+    """
+    import hashlib
+
+    import numpy as np
+
+    readonly: set[int] = set()
+    for sg in model.subgraphs:
+        tensors: set[int] = set()  # built as the converter builds it: same iteration order
+        for op in sg.operators:
+            mutating = op.mutatingVariableInputs
+            for i, ti in enumerate(op.inputs if op.inputs is not None else ()):
+                if mutating is not None and i < len(mutating) and mutating[i]:
+                    continue
+                if sg.tensors[ti].isVariable:
+                    continue
+                tensors.add(ti)
+        for op in sg.operators:
+            for ti in op.outputs if op.outputs is not None else ():
+                tensors.discard(ti)
+            for ti in op.intermediates if op.intermediates is not None else ():
+                tensors.discard(ti)
+        for ti in list(sg.inputs if sg.inputs is not None else ()) + list(
+                sg.outputs if sg.outputs is not None else ()):
+            tensors.discard(ti)
+        for ti in tensors:
+            readonly.add(sg.tensors[ti].buffer)
+    for bi in readonly.copy():
+        data = model.buffers[bi].data if bi >= 0 else None
+        if data is None or isinstance(data, list) or data.size == 0:
+            readonly.discard(bi)
+    keyed = sorted(
+        ((int(model.buffers[bi].data.size),
+          hashlib.md5(np.ascontiguousarray(model.buffers[bi].data)).hexdigest(), bi)
+         for bi in readonly),
+        key=lambda k: k[:2], reverse=True,
+    )
+    kept: dict[tuple[int, str], int] = {}
+    dropped: dict[int, int] = {}
+    for size, digest, bi in keyed:
+        if (size, digest) in kept:
+            dropped[bi] = kept[size, digest]
+        else:
+            kept[size, digest] = bi
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            for ti in op.inputs if op.inputs is not None else ():
+                if sg.tensors[ti].buffer in dropped:
+                    sg.tensors[ti].buffer = dropped[sg.tensors[ti].buffer]
+    for bi in dropped:
+        model.buffers[bi].data = None
+    return dropped
 
 
 def _nothing_to_inline(graph_def: Any, *args: Any, **kwargs: Any) -> Any:

@@ -985,7 +985,8 @@ def _fidelity_section(summary: Mapping[str, Any]) -> str:
         if not isinstance(val, dict):
             continue
         rel = val.get("rel_max_abs")
-        ok = rel is not None and rel <= float(ver.get("tolerance", 1e-3))
+        ok = val["ok"] if "ok" in val else (  # held to its criterion (a quantized model's)
+            rel is not None and rel <= float(ver.get("tolerance", 1e-3)))
         psnr = val.get("psnr")
         infinite = psnr == float("inf") or (psnr is None and val.get("psnr_note"))
         psnr_text = "\u221e (identical)" if infinite else (

@@ -107,3 +107,70 @@ def test_the_reference_run_fed_an_input_the_passes_dropped_is_used(tmp_path):
     driver._verify(graph, result_graph, None, None, result, seed=0, tolerance=1e-3,
                    allow=False, jobs={"reference": ran})
     assert ran.used and result.verification["ok"]
+
+
+@pytest.fixture
+def interpreters(monkeypatch):
+    """How many LiteRT interpreters were made (each one loads and runs the model)."""
+    from ai_edge_litert import interpreter
+
+    made = []
+    real = interpreter.Interpreter
+
+    def counting(*a, **kw):
+        made.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(interpreter, "Interpreter", counting)
+    return made
+
+
+def test_verification_uses_the_audits_litert_run(tmp_path, interpreters):
+    """The audit ran the .tflite on verification's own feeds: verification takes those
+    outputs (one interpreter in all), and they are what LiteRT gives on those feeds."""
+    model = gs.save(chain(), tmp_path / "model.pb")
+    result = gs.convert(str(model), "core::remove_identity,core::dce", target="tflite",
+                        outdir=tmp_path / "o", verify=True)
+    assert result.status == 0 and result.verification["ok"] and result.audit.runs
+    assert len(interpreters) == 1
+    feeds = driver.random_feeds(gs.load(model), seed=0)
+    want = runners.TFLiteRunner(result.artefacts["tflite"]).run(feeds)
+    assert len(want) == len(result.values["tflite"])
+    for got, w in zip(result.values["tflite"], want):
+        np.testing.assert_array_equal(got, w)
+
+
+def test_a_wrong_tflite_is_caught_from_the_audits_run(tmp_path, monkeypatch, interpreters):
+    """A .tflite that computes something else than the graph (here converted from x * (c+1))
+    fails verification when its outputs come from the audit's run."""
+    from graphsurgery.export import tflite as export_tflite
+
+    real = export_tflite.convert_tflite
+
+    def wrong(graph, out_path, **kw):
+        g = graph.copy()
+        rw = gs.Rewriter(g, "test::break")
+        rw.set_input("mul", 1, rw.const(np.arange(4, dtype=np.float32) + 1, name="c_wrong"))
+        return real(g, out_path, **kw)
+
+    monkeypatch.setattr(export_tflite, "convert_tflite", wrong)
+    model = gs.save(chain(), tmp_path / "model.pb")
+    result = gs.convert(str(model), "core::remove_identity,core::dce", target="tflite",
+                        outdir=tmp_path / "o", verify=True)
+    assert result.status == 3 and not result.verification["ok"]
+    assert result.verification["graphdef:y:0"]["max_abs"] == 0
+    assert result.verification["tflite:y:0"]["max_abs"] > 0.5
+    assert len(interpreters) == 1
+
+
+def test_the_audits_run_on_other_feeds_is_not_used(tmp_path, interpreters):
+    """With another seed the audit's inputs (seed 0) are not verification's: LiteRT runs
+    the model again on verification's feeds."""
+    model = gs.save(chain(), tmp_path / "model.pb")
+    result = gs.convert(str(model), "core::remove_identity,core::dce", target="tflite",
+                        outdir=tmp_path / "o", verify=True, seed=5)
+    assert result.status == 0 and result.verification["ok"]
+    assert len(interpreters) == 2
+    feeds = driver.random_feeds(gs.load(model), seed=5)
+    y = result.values["tflite"][result.outputs.index("y:0")]
+    np.testing.assert_allclose(y, feeds["x"] * np.arange(4), rtol=1e-6)

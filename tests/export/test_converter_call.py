@@ -7,7 +7,7 @@ from __future__ import annotations
 from graphsurgery.export import tflite as export_tflite
 from graphsurgery.export.tflite import convert_tflite, converter_from_session
 
-from . import build, conv_bias_relu, tf
+from . import build, conv_bias_relu, tf, weights
 
 
 def _convert(graph, make):
@@ -97,3 +97,44 @@ def test_function_inlining_is_skipped_only_without_functions():
 def _checked(conv, skipped):
     assert ("_optimize_tf_model" in vars(conv)) is skipped
     return conv
+
+
+def _twice_the_same_weights(t, x):
+    """The same 16 numbers as a convolution's bias and, in another shape, as a multiplier
+    after the ReLU: two constant tensors, one buffer once the converter deduplicates."""
+    b = weights(16, seed=1)
+    y = t.nn.conv2d(x, t.constant(weights(3, 3, 16, 16)), 1, "SAME", name="c1") + t.constant(b)
+    y = t.nn.relu(y) * t.constant(b.reshape(1, 1, 1, 16))
+    return t.identity(y, name="out")
+
+
+def test_one_pack_gives_the_same_deduplicated_flatbuffer(monkeypatch):
+    """The converter's buffer deduplication and metadata, done on one unpacked model and
+    packed once: byte for byte what ``from_session`` gives, buffers shared, and TensorFlow's
+    own packing (a copy of the whole model each time) never called."""
+    from tensorflow.lite.python import lite
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from graphsurgery.export._schema import _schema
+
+    graph = build(_twice_the_same_weights)
+    want = _convert(graph, lambda t, s, i, o: t.compat.v1.lite.TFLiteConverter.from_session(
+        s, i, o))
+    packs = []
+    real = flatbuffer_utils.convert_object_to_bytearray
+
+    def counting(*a, **kw):
+        packs.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(flatbuffer_utils, "convert_object_to_bytearray", counting)
+    monkeypatch.setattr(lite.flatbuffer_utils, "convert_object_to_bytearray", counting)
+    got = _convert(graph, converter_from_session)
+    assert got == want and packs == []
+    model = _schema().Model.GetRootAs(got, 0)
+    sg = model.Subgraphs(0)
+    const = [sg.Tensors(i) for i in range(sg.TensorsLength())
+             if model.Buffers(sg.Tensors(i).Buffer()).DataLength() > 0]
+    shapes = {tuple(t.ShapeAsNumpy()) for t in const}
+    assert {(16,), (1, 1, 1, 16)} <= shapes
+    assert len({t.Buffer() for t in const}) == len(const) - 1  # bias and multiplier share

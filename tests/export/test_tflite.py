@@ -161,3 +161,35 @@ def test_explain_converter_error_without_structured_errors():
     assert summary.startswith("'tf.Pad' op is neither a custom op nor a flex op (node 'G/up')")
     assert "tensor<1x3x8x1x8x1xf32>" in summary
     assert problems[-1] == "TF Select ops needed: Pad"
+
+
+def test_capture_output_waits_for_the_background_quiet_load():
+    """``capture_output`` (the converter's and LiteRT's logging) and the shape library's
+    quiet load in its thread both point fd 2 elsewhere. Here the capture starts while the
+    load holds fd 2: without the shared lock the capture saved the load's pipe as "stderr"
+    and restored it, so the load's reader waited forever for the pipe's end."""
+    import subprocess
+    import sys
+
+    code = (
+        "import threading\n"
+        "from graphsurgery import _quiet\n"
+        "from graphsurgery.ir import tf_capi\n"
+        "from graphsurgery.export.tflite import capture_output\n"
+        "_quiet.ACTIVE = True\n"
+        "a_in, capturing, a_done = threading.Event(), threading.Event(), threading.Event()\n"
+        "def load():\n"
+        "    tf_capi._quietly(lambda: (a_in.set(), capturing.wait(0.5)))\n"
+        "    a_done.set()\n"
+        "t = threading.Thread(target=load, daemon=True)\n"
+        "t.start()\n"
+        "a_in.wait(5)\n"
+        "with capture_output():\n"
+        "    capturing.set()\n"
+        "    a_done.wait(2)\n"
+        "t.join(5)\n"
+        "print('hung' if t.is_alive() else 'ok', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout == "ok\n", (done.stdout, done.stderr)

@@ -115,3 +115,23 @@ def test_bad_input_is_one_line(what, says, tmp_path, capsys, coreml_out):
     code = main(["verify", *argv])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and says in err, err
+
+
+@pytest.mark.parametrize("mode", ["fp32", "fp16", "dynamic", "int8"])
+def test_tflite_quantization_is_read_off_the_tensors(tmp_path, mode):
+    """``verify`` holds a quantized .tflite to its mode's floors (as ``run --verify`` does),
+    the mode read off the file's tensors; an explicit --tolerance still decides."""
+    from graphsurgery.verify_cli import tflite_quantization
+
+    out = tmp_path / "out"
+    model = gs.save(zoo.load("sg2-tiny"), tmp_path / "g.pb")
+    code = main(["run", str(model), "-p", "stylegan-to-tflite", "-o", str(out),
+                 "--quantize", mode, "-q"])
+    assert code == 0
+    model = out / "model.tflite"
+    assert tflite_quantization(model) == (None if mode == "fp32" else mode)
+    args = ["verify", str(model), "--reference", str(out / "model.pb")]
+    code = main(args)
+    assert code == 0
+    if mode in ("dynamic", "int8"):  # 8-bit: far above 1e-3 of the range
+        assert main([*args, "--tolerance", "1e-3"]) == 3

@@ -5,7 +5,8 @@
   ``tflite::guard_broadcast_folding`` (last, before a trailing ``core::dce``);
 * export: :func:`graphsurgery.export.convert_tflite` into ``OUTDIR/model.tflite``;
 * audit: :func:`graphsurgery.export.audit_tflite` (the same rule ids);
-* runner: :class:`graphsurgery.runners.TFLiteRunner` (LiteRT, default delegates).
+* runner: :class:`graphsurgery.runners.TFLiteRunner` (LiteRT, default delegates), given the
+  audit's LiteRT run so verification on the same feeds does not run the model twice.
 
 Registered through the ``graphsurgery.targets`` entry-point group like any other target.
 """
@@ -83,13 +84,29 @@ class TFLiteTarget(Target):
         return Artefact(self.name, conv.path, conv.size, time.perf_counter() - t0, details)
 
     def audit(self, artefact: Artefact) -> TFLiteAudit:
+        """The audit; its LiteRT run is kept (the last one only) for :meth:`runner`."""
         from ...export.audit import audit_tflite
 
-        return audit_tflite(artefact.path)
+        audit = audit_tflite(artefact.path)
+        self._last_run = (str(artefact.path), audit.litert_run)
+        return audit
 
     def runner(self, artefact: Artefact) -> Runner:
+        """LiteRT on the artefact. When the audit just ran this same file (same path, inode,
+        size and modification time), the runner is given that run: verification on the
+        same feeds uses its outputs instead of running the model a second time."""
+        from ...export.audit import file_identity
         from ...runners import TFLiteRunner
 
+        path, run = getattr(self, "_last_run", (None, None))
+        self._last_run = (None, None)
+        if run is not None and path == str(artefact.path) and run.file is not None:
+            try:
+                same = run.file == file_identity(artefact.path)
+            except OSError:
+                same = False
+            if same:
+                return TFLiteRunner(artefact.path, recorded=run)
         return TFLiteRunner(artefact.path)
 
 
