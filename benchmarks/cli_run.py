@@ -23,6 +23,7 @@ accepts ``--report`` (used to time issue 5's report only once it exists).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -62,31 +63,32 @@ def _report_timings(summary: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+def _wrap_timed(timings: dict[str, float], owner: Any, attr: str, key: str) -> None:
+    """Replace ``owner.attr`` by a wrapper that adds its run time to ``timings[key]``
+    (nothing when ``owner`` has no ``attr``)."""
+    fn = getattr(owner, attr, None)
+    if fn is None:
+        return
+
+    @functools.wraps(fn)
+    def timed(*a: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
+
+    setattr(owner, attr, timed)
+
+
 def _time_report(timings: dict[str, float]) -> None:
     """Time what ``--report`` adds, by wrapping it: the recorder's per-pass hooks (during the
     pipeline) and ``write_report`` (after it). Does nothing if the report code is absent."""
-    import functools
-
     try:
         from graphsurgery.render import report
     except ImportError:
         return
-
-    def wrap(owner: Any, attr: str, key: str) -> None:
-        fn = getattr(owner, attr, None)
-        if fn is None:
-            return
-
-        @functools.wraps(fn)
-        def timed(*a: Any, **kw: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
-
-        setattr(owner, attr, timed)
-
+    wrap = functools.partial(_wrap_timed, timings)
     wrap(report, "write_report", "write_report_s")
     for hook in ("before_pass", "after_pass", "on_failure"):
         wrap(report.ReportRecorder, hook, "recorder_s")
@@ -95,26 +97,10 @@ def _time_report(timings: dict[str, float]) -> None:
 def _time_steps(timings: dict[str, float], background: dict[str, float]) -> None:
     """Time each step of ``graphsurgery run`` by wrapping the functions that do it (the
     driver looks them up at call time); ``background`` gets ``Result.timings``' runs."""
-    import functools
-
     from graphsurgery import driver
     from graphsurgery.export import audit, tflite
 
-    def wrap(owner: Any, attr: str, key: str) -> None:
-        fn = getattr(owner, attr, None)
-        if fn is None:
-            return
-
-        @functools.wraps(fn)
-        def timed(*a: Any, **kw: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return fn(*a, **kw)
-            finally:
-                timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
-
-        setattr(owner, attr, timed)
-
+    wrap = functools.partial(_wrap_timed, timings)
     wrap(driver, "load_model", "load")
     wrap(tflite, "import_tensorflow", "import_tf")
     wrap(driver, "_run_pipeline", "passes")
