@@ -272,6 +272,27 @@ def _finish(model: BuiltModel, net: NetworkState, opts: PickleOptions, psi: floa
     return model
 
 
+def _rebuild(net: NetworkState, opts: PickleOptions, source: str, config: Any, build: Any,
+             fields: dict[str, Any], values: dict[str, np.ndarray], psi: float | None,
+             cutoff: int | None, optional: set[str] | None = None, **fixed: Any) -> BuiltModel:
+    """Build a mapping + synthesis generator (v1, v2, ADA) from ``values``: the config from
+    ``fields`` (and ``fixed``), truncation and the noise mode, checked with its
+    ``validate()`` where it has one; with random noise the stored noise variables are not
+    needed. Returns the finished model (:func:`_finish`)."""
+    optional = set(optional or ())
+    if opts.noise == "random":  # drawn at run time: the stored noise maps go unused
+        optional |= {n for n in values if n.startswith("G_synthesis/noise")}
+    try:
+        cfg = config(**fields, **fixed, truncation_psi=psi, truncation_cutoff=cutoff,
+                     randomize_noise=opts.noise == "random", seed=opts.seed)
+        if hasattr(cfg, "validate"):
+            cfg.validate()
+    except (TypeError, ValueError) as exc:
+        raise _fail(source, net, str(exc)) from None
+    model = _build(build, cfg, values, net, source, optional)
+    return _finish(model, net, opts, psi, cutoff)
+
+
 @register_rebuilder(_V1_NAMES, "StyleGAN")
 def rebuild_g_style(net: NetworkState, opts: PickleOptions, source: str) -> BuiltModel:
     """StyleGAN (v1) ``G_style`` from its weights."""
@@ -284,16 +305,8 @@ def rebuild_g_style(net: NetworkState, opts: PickleOptions, source: str) -> Buil
     psi, cutoff = _truncation(net, opts, _V1_RUNTIME_CUTOFF)
     if cutoff is not None and cutoff <= 0:
         cutoff = None
-    values = net.all_variables()
-    noise = {n for n in values if n.startswith("G_synthesis/noise")}
-    try:
-        cfg = StyleGAN1Config(**fields, truncation_psi=psi, truncation_cutoff=cutoff,
-                              randomize_noise=opts.noise == "random", seed=opts.seed)
-    except (TypeError, ValueError) as exc:
-        raise _fail(source, net, str(exc)) from None
-    optional = noise if opts.noise == "random" else set()
-    model = _build(build_stylegan1, cfg, values, net, source, optional)
-    return _finish(model, net, opts, psi, cutoff)
+    return _rebuild(net, opts, source, StyleGAN1Config, build_stylegan1, fields,
+                    net.all_variables(), psi, cutoff)
 
 
 @register_rebuilder(_V2_NAMES, "StyleGAN2")
@@ -313,16 +326,8 @@ def rebuild_g_main(net: NetworkState, opts: PickleOptions, source: str) -> Built
             raise _fail(source, net, f"variable lod has shape {list(values['lod'].shape)}, "
                         "expected a scalar")
         optional.add("lod")
-    if opts.noise == "random":
-        optional |= {n for n in values if n.startswith("G_synthesis/noise")}
-    try:
-        cfg = StyleGAN2Config(**fields, impl="ref", truncation_psi=psi, truncation_cutoff=cutoff,
-                              randomize_noise=opts.noise == "random", seed=opts.seed)
-        cfg.validate()
-    except (TypeError, ValueError) as exc:
-        raise _fail(source, net, str(exc)) from None
-    model = _build(build_gs, cfg, values, net, source, optional)
-    return _finish(model, net, opts, psi, cutoff)
+    return _rebuild(net, opts, source, StyleGAN2Config, build_gs, fields, values, psi, cutoff,
+                    optional, impl="ref")
 
 
 @register_rebuilder(_ADA_NAMES, "StyleGAN2-ADA")
@@ -338,18 +343,8 @@ def rebuild_ada_g_main(net: NetworkState, opts: PickleOptions, source: str) -> B
     if fields["label_fmaps"] is None:
         fields["label_fmaps"] = fields.get("latent_size", 512)
     psi, cutoff = _truncation(net, opts, None)
-    values = net.all_variables()
-    optional = set()
-    if opts.noise == "random":
-        optional |= {n for n in values if n.startswith("G_synthesis/noise")}
-    try:
-        cfg = ADAConfig(**fields, impl="ref", truncation_psi=psi, truncation_cutoff=cutoff,
-                        randomize_noise=opts.noise == "random", seed=opts.seed)
-        cfg.validate()
-    except (TypeError, ValueError) as exc:
-        raise _fail(source, net, str(exc)) from None
-    model = _build(build_ada, cfg, values, net, source, optional)
-    return _finish(model, net, opts, psi, cutoff)
+    return _rebuild(net, opts, source, ADAConfig, build_ada, fields, net.all_variables(), psi,
+                    cutoff, impl="ref")
 
 
 @register_rebuilder(_PROGAN_NAMES, "ProGAN")
