@@ -11,6 +11,7 @@ from . import (  # noqa: F401
     fold_switch_merge,
     output_format,
     remove_identity,
+    scale_after_pointwise_conv,
     separable_depthwise,
     set_batch,
     strip_training,
@@ -18,4 +19,5 @@ from . import (  # noqa: F401
     unwrap_nhwc,
     upcast_float16,
     upsample_conv_phases,
+    winograd_conv3x3,
 )

@@ -32,8 +32,15 @@ class BiasIntoPhases(Pass):
     The same additions, except that the convolution may start its sums from the bias.
     Needs NHWC; every tensor on the way must have no other reader.
 
+    The single-convolution forms (``form=fused`` of ``core::upsample_conv_phases`` and
+    of ``tflite::polyphase_transpose_conv``: one ``Conv2D`` of ``f*f*C`` channels, then
+    ``DepthToSpace`` and a ``Slice`` of rows and columns) get the bias the same way: a crop
+    that keeps every channel commutes with a per-channel add.
+
     Before::  Conv2D (x4) -> ConcatV2(axis 3) -> DepthToSpace(2) -> AddV2(b[C]) -> y
     After::   Conv2D -> BiasAdd(b[C]) (x4) -> ConcatV2(axis 3) -> DepthToSpace(2) -> y
+    Before::  Conv2D(4C) -> DepthToSpace(2) -> Slice(rows, columns) -> AddV2(b[C]) -> y
+    After::   Conv2D(4C) -> BiasAdd(tile(b, 4)) -> DepthToSpace(2) -> Slice -> y
     """
 
     infers_shapes = True
@@ -44,8 +51,8 @@ class BiasIntoPhases(Pass):
             plan = self._plan(graph, node)
             if plan is not None:
                 plans.append((node, *plan))
-        for node, d2s, cat, parts, bias in plans:
-            self._rewrite(graph, rw, node, d2s, cat, parts, bias)
+        for node, d2s, x, cat, parts, bias in plans:
+            self._rewrite(graph, rw, node, d2s, x, cat, parts, bias)
 
     @staticmethod
     def _single_reader(graph: Graph, ref: TensorRef) -> bool:
@@ -53,18 +60,21 @@ class BiasIntoPhases(Pass):
 
     def _plan(
         self, graph: Graph, node: Node
-    ) -> tuple[Node, Node, list[TensorRef], np.ndarray] | None:
+    ) -> tuple[Node, TensorRef, Node, list[TensorRef], np.ndarray] | None:
         ins = node.data_inputs
         if len(ins) != 2:
             return None
         x, b = ins
-        if node.op != "BiasAdd" and graph.node(x.node).op != "DepthToSpace":
+        if node.op != "BiasAdd" and graph.node(x.node).op not in ("DepthToSpace", "Slice"):
             x, b = b, x  # Add and AddV2 commute; BiasAdd's bias is its second input
-        d2s = graph.node(x.node)
-        if d2s.op != "DepthToSpace" or not graph.is_const(b):
+        if not graph.is_const(b) or node.attr("data_format", "NHWC") != "NHWC":
             return None
-        if node.attr("data_format", "NHWC") != "NHWC" or d2s.attr("data_format",
-                                                                   "NHWC") != "NHWC":
+        d2s = graph.node(x.node)
+        if d2s.op == "Slice":  # the crop of a fused form: a per-channel bias commutes with it
+            if not self._crops_pixels_only(graph, d2s, x):
+                return None
+            d2s = graph.node(d2s.data_inputs[0].node)
+        if d2s.op != "DepthToSpace" or d2s.attr("data_format", "NHWC") != "NHWC":
             return None
         out = graph.shape(node.output())
         if out is None or len(out) != 4 or out[3] < 0 or graph.shape(x) != out:
@@ -72,12 +82,18 @@ class BiasIntoPhases(Pass):
         bias = np.asarray(graph.const_value(b))
         if bias.ndim > 4 or any(d != 1 for d in bias.shape[:-1]) or bias.shape[-1] != out[3]:
             return None  # per-channel values only
-        cat = graph.node(d2s.data_inputs[0].node)
-        if cat.op != "ConcatV2" or not self._single_reader(graph, x) \
-                or not self._single_reader(graph, cat.output()):
+        src = d2s.data_inputs[0]
+        if not self._single_reader(graph, x) or not self._single_reader(graph, d2s.output()):
             return None
-        *parts, axis = cat.data_inputs
-        if not graph.is_const(axis) or int(np.asarray(graph.const_value(axis))) not in (3, -1):
+        cat = graph.node(src.node)
+        if cat.op == "Conv2D":  # one convolution for every phase
+            parts = [src]
+        elif cat.op == "ConcatV2" and self._single_reader(graph, src):
+            *parts, axis = cat.data_inputs
+            if not graph.is_const(axis) or int(np.asarray(graph.const_value(axis))) not in (3,
+                                                                                         -1):
+                return None
+        else:
             return None
         for p in parts:
             conv = graph.node(p.node)
@@ -90,10 +106,22 @@ class BiasIntoPhases(Pass):
         factor = int(d2s.attr("block_size"))
         if sum(graph.shape(p)[3] for p in parts) != factor * factor * out[3]:
             return None
-        return d2s, cat, list(parts), bias.reshape(-1)
+        return d2s, x, cat, list(parts), bias.reshape(-1)
 
     @staticmethod
-    def _rewrite(graph: Graph, rw: Rewriter, node: Node, d2s: Node, cat: Node,
+    def _crops_pixels_only(graph: Graph, node: Node, out: TensorRef) -> bool:
+        """True when ``Slice`` ``node`` keeps every channel (it only crops rows/columns)."""
+        src, begin, size = node.data_inputs
+        if not graph.is_const(begin) or not graph.is_const(size):
+            return False
+        shape_in, shape_out = graph.shape(src), graph.shape(out)
+        begin = np.asarray(graph.const_value(begin)).reshape(-1)
+        return (shape_in is not None and shape_out is not None and len(shape_in) == 4
+                and len(begin) == 4 and int(begin[3]) == 0 and shape_in[3] >= 0
+                and len(shape_out) == 4 and shape_out[3] == shape_in[3])
+
+    @staticmethod
+    def _rewrite(graph: Graph, rw: Rewriter, node: Node, d2s: Node, x: TensorRef, cat: Node,
                  parts: list[TensorRef], bias: np.ndarray) -> None:
         factor = int(d2s.attr("block_size"))
         tiled = np.tile(bias, factor * factor)
@@ -105,9 +133,9 @@ class BiasIntoPhases(Pass):
                          name=f"{conv.name}/bias")
             add = rw.add_node("BiasAdd", [p, k], {"T": conv.attr("T"), "data_format": "NHWC"},
                               name=f"{conv.name}/bias_add")
-            rw.set_input(cat, i, add.output())
+            rw.set_input(d2s if cat.op == "Conv2D" else cat, i, add.output())
             start += width
-        bias_ref = next(t for t in node.data_inputs if t.node != d2s.name)
-        rw.replace_uses(node.output(), d2s.output())
+        bias_ref = next(t for t in node.data_inputs if t != x)
+        rw.replace_uses(node.output(), x)
         rw.erase(node)
         rw.erase_dead([bias_ref.node])

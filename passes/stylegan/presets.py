@@ -68,6 +68,12 @@ def stylegan() -> str:
         #    The bias after interleaved phase convs (these and the target's polyphase
         #    transposed convs) onto each conv, where the converter fuses it.
         "core::bias_into_phases",
+        #    Stride-1 SAME 3x3 convs with constant filters, wide enough to pay (128-512
+        #    channels, sizes in the pass's options), as Winograd F(2x2,3x3): 16/36 of the
+        #    multiplies in 1x1 convs between depthwise/add transforms, 1.13-1.38x end to
+        #    end in LiteRT. After the phase passes: their 2x2 convs are left alone, the
+        #    union-kernel 3x3 of tflite::polyphase_transpose_conv is rewritten too.
+        "core::winograd_conv3x3",
         # 9. Up-sampling transposed convolutions as phase convolutions, which LiteRT's
         #    XNNPACK runs about twice as fast (needs NHWC): the TFLite target's
         #    tflite::polyphase_transpose_conv goes here (stylegan-to-tflite).
@@ -78,6 +84,8 @@ def stylegan() -> str:
         #    as one multiply and one add.
         "core::fuse_elementwise",
         "core::fold_affine_chains",
+        #    Pixel norm's per-pixel multiply behind a narrower 1x1 conv (ProGAN's ToRGB).
+        "core::scale_after_pointwise_conv",
         "core::canonicalize",
         # 11. The TFLite target's tflite::guard_broadcast_folding goes here: it keeps the
         #    converter from folding noise + bias into one [1,H,W,C] constant per layer.

@@ -70,3 +70,34 @@ def test_litert_fuses_the_moved_bias_into_the_convolutions(tmp_path):
                         analyzer=False).ops for i, x in enumerate((g, after))]
     assert ops[0].get("ADD") == 1 and "ADD" not in ops[1]
     assert ops[1]["CONV_2D"] == 4
+
+
+@pytest.mark.parametrize("crop", [(1, 1, 10, 7), None])
+def test_a_fused_form_gets_the_bias_through_its_crop(crop):
+    # one conv of 4 * 6 channels -> DepthToSpace(2) -> Slice of rows and columns -> + b
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((2, 2, 3, 24)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+
+    def build(tf, x):
+        y = tf.nn.depth_to_space(tf.nn.conv2d(x, w, 1, "VALID"), 2)
+        if crop is not None:
+            y = tf.slice(y, [0, crop[0], crop[1], 0], [1, crop[2], crop[3], 6])
+        return tf.nn.relu(y + b)
+
+    g, feeds = tf_graph(build, x=(1, 7, 6, 3))
+    after = check_pass(g, PASS, feeds=feeds, atol=1e-5, rtol=1e-5,
+                       before={"AddV2": 1, "BiasAdd": 0, "Slice": int(crop is not None)},
+                       after={"AddV2": 0, "BiasAdd": 1, "Conv2D": 1,
+                              "Slice": int(crop is not None)})
+    (add,) = after.nodes("BiasAdd")
+    assert after.node(add.data_inputs[0].node).op == "Conv2D"
+    np.testing.assert_array_equal(after.const_value(add.data_inputs[1]), np.tile(b, 4))
+
+
+def test_left_alone_when_the_crop_drops_channels():
+    w = np.ones((1, 1, 2, 8), np.float32)
+    g, _ = tf_graph(lambda tf, x: tf.slice(tf.nn.depth_to_space(
+        tf.nn.conv2d(x, w, 1, "VALID"), 2), [0, 0, 0, 0], [1, 8, 8, 1])
+        + np.ones(1, np.float32), x=(1, 4, 4, 2))
+    check_pass(g, PASS, expect_change=False)
