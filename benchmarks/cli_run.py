@@ -14,7 +14,10 @@ does it), ``passes``, ``convert`` and ``audit`` (the export), ``verify``
 (what the main thread spends verifying: waiting for the reference runs, the artefact's run,
 the comparison) and ``report``; with ``--verify`` also ``background`` (the reference runs
 the driver made in threads meanwhile, from ``Result.timings``, where it has them).
-``steps_line`` is the same on one line.
+``steps_line`` is the same on one line. ``cpu_s`` is the CPU time of the whole command (all
+threads: on a machine with two cores, about twice the best wall time it can reach) and
+``main_thread_cpu_s`` the main thread's: both move far less than wall times when other
+work shares the cores.
 
 ``python -m benchmarks.cli_run --has-option run --report`` prints whether ``graphsurgery run``
 accepts ``--report`` (used to time issue 5's report only once it exists).
@@ -125,6 +128,14 @@ def _time_steps(timings: dict[str, float], background: dict[str, float]) -> None
     driver.convert = keep_timings
 
 
+def _process_cpu() -> float:
+    """CPU seconds (user + system) of this process, all threads, so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--has-option"]:
         emit({"ok": True, "has_option": has_option(argv[1], argv[2])})
@@ -138,7 +149,7 @@ def main(argv: list[str]) -> None:
     background: dict[str, float] = {}
     _time_steps(steps, background)
 
-    t0 = time.perf_counter()
+    t0, main_cpu0, cpu0 = time.perf_counter(), time.thread_time(), _process_cpu()
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         try:
@@ -146,10 +157,12 @@ def main(argv: list[str]) -> None:
         except SystemExit as exc:  # argparse usage errors
             rc = exc.code if isinstance(exc.code, int) else 2
     wall = time.perf_counter() - t0
+    main_cpu, cpu = time.thread_time() - main_cpu0, _process_cpu() - cpu0
     lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
     # 0: done; 3 (EXIT_PROBLEMS): done, but a pass, the conversion or the audit found
     # problems (recorded in summary.json); 1 internal error, 2 usage/input error.
     rep: dict[str, Any] = {"ok": rc in (0, 3), "rc": rc, "argv": argv, "wall_s": wall,
+                           "cpu_s": round(cpu, 3), "main_thread_cpu_s": round(main_cpu, 3),
                            "peak_rss_mb": peak_rss_mb(), "log_tail": lines[-5:]}
     if rc != 0:
         rep["error"] = lines[-1] if lines else f"exit status {rc}"

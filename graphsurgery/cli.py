@@ -176,6 +176,8 @@ def result_lines(result: Result) -> list[str]:
             said = held_to(val)
             lines.append(f"  verified {key}: max abs error {val['max_abs']:.3g}, "
                          f"PSNR {psnr_text}{ssim_text}" + (f": {said}" if said else ""))
+        if isinstance(ver.get("graphdef"), str):  # the GraphDef's own run was not needed
+            lines.append(f"  verified graphdef: {ver['graphdef']}")
         if not ver.get("ok", True) and "error" not in ver:
             failed = [k for k, v in (result.fidelity or {}).items() if v.get("ok") is False]
             lines.append(f"  verification FAILED: {', '.join(failed)}" if failed else
@@ -482,11 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--target", default="tflite", metavar="|".join([*target_names, "none"]),
                    help="what to export and audit (a registered target, see `graphsurgery "
                         "targets`; none: the rewritten GraphDef only)")
-    r.add_argument("--quantize", choices=["fp32", "fp16", "dynamic", "int8", "mobile"],
+    r.add_argument("--quantize",
+                   choices=["fp32", "fp16", "dynamic", "int8", "mobile", "mobile-int4"],
                    default=None,
                    help="the exported model's precision, as the target supports it: tflite "
                         "all five (mobile: per-channel int8 weights, fp16 for the dense "
-                        "layers every output depends on), coreml fp32/fp16/int8 (8-bit linear "
+                        "layers every output depends on; mobile-int4: smaller, block-wise "
+                        "4-bit convolutions up to 32x32 px), coreml fp32/fp16/int8 (8-bit linear "
                         "weights), onnx fp32 (default fp32)")
     r.add_argument("--target-option", action="append", default=[],
                    metavar="[TARGET.]OPTION=VALUE",

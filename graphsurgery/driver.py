@@ -465,7 +465,7 @@ def _start_run(jobs: dict[str, Any], label: str, graph: Graph, seed: int,
     the quiet import; interleaved, the two hang.)"""
     from .export.tflite import import_tensorflow
     from .ir import opdefs, tf_capi
-    from .runners import BackgroundRun, ReferenceRunner
+    from .runners import BackgroundRun, ReferenceRunner, feed_shapes
 
     if not allow and opdefs.side_effects(graph):
         return
@@ -476,7 +476,8 @@ def _start_run(jobs: dict[str, Any], label: str, graph: Graph, seed: int,
     tf_capi.load()  # waits for the preload (Pipeline.warm_up) in progress
     import_tensorflow()
     jobs[label] = BackgroundRun(
-        lambda: ReferenceRunner(graph, noise="seeded", seed=seed, allow_side_effects=allow),
+        lambda: ReferenceRunner(graph, noise="seeded", seed=seed, allow_side_effects=allow,
+                                input_shapes=feed_shapes(graph, feeds)),
         feeds, name=f"graphsurgery-{label}", after=next(reversed(jobs.values()), None))
 
 
@@ -517,7 +518,8 @@ def _run_steps(out: OutputDir, pipe: Pipeline, graph: Graph, tgt: Target | None,
                             verify_shapes=verify_shapes, keep_going=keep_going,
                             instruments=instruments)
     save(graph, out.tmp / "model.pb")
-    if verify:  # the result's run in TensorFlow, while it is converted
+    if verify and not _artefact_checks_graphdef(tgt, export_options):
+        # the result's run in TensorFlow, while it is converted (see _verify)
         _start_run(jobs, "graphdef", graph.copy(), seed, allow_side_effects)
     label = str(model) if not isinstance(model, Graph) else (model.source or "<graph>")
     result = Result(
@@ -654,6 +656,25 @@ def compare_outputs(outputs: Sequence[TensorRef], reference: Sequence[Any],
     return report
 
 
+def _artefact_checks_graphdef(tgt: Target | None, options: Mapping[str, Any]) -> bool:
+    """Whether verification will likely hold the target's artefact to the GraphDef's own
+    criterion: a target that runs its artefacts here, exported without quantization. Its
+    comparison then checks the GraphDef it was converted from as well (:func:`_verify`)."""
+    from .targets import Target
+
+    if tgt is None or options.get("quantize") not in (None, "fp32"):
+        return False
+    if type(tgt).runner is Target.runner:  # the base class runs nothing
+        return False
+    unavailable = getattr(tgt, "runner_unavailable", None)
+    return not (callable(unavailable) and unavailable())
+
+
+#: What ``verification["graphdef"]`` says when the GraphDef's own TensorFlow run is skipped.
+GRAPHDEF_NOT_RUN = ("not run: the {target} model converted from it matches the input graph "
+                    "to the same tolerance")
+
+
 def _verify(original: Graph, graph: Graph, tgt: Target | None, artefact: Any, result: Result,
             *, seed: int, tolerance: float, allow: bool,
             jobs: Mapping[str, Any] | None = None) -> None:
@@ -664,14 +685,23 @@ def _verify(original: Graph, graph: Graph, tgt: Target | None, artefact: Any, re
     TensorFlow cannot run on CPU as they are can still be verified. ``jobs`` may hold the
     same runs started earlier (:func:`_start_run`, ``"reference"`` and ``"graphdef"``):
     their outputs are used when they ran on exactly these feeds.
+
+    The rewritten GraphDef's own run is skipped when the target's artefact, converted from
+    it, meets the criterion the GraphDef would be held to (a float32 artefact, compared
+    with the INPUT graph's reference): that comparison already checks what the rewrite
+    computes, and the GraphDef's run would only tell where a mismatch came from. It runs
+    whenever that is needed: no target, no runner for the artefact, a quantized artefact
+    (held to a looser criterion) or a failed target comparison; ``verification``'s
+    ``graphdef`` then holds :data:`GRAPHDEF_NOT_RUN` instead of its comparisons.
     """
-    from .runners import ReferenceRunner, refuse_side_effects, same_feeds
+    from .runners import ReferenceRunner, feed_shapes, refuse_side_effects, same_feeds
 
     def outputs(label: str, g: Graph, fed: Mapping[str, Any]) -> list[Any]:
         job = (jobs or {}).get(label)
         if job is not None and same_feeds(job.feeds, fed):
             return job.result()
-        with ReferenceRunner(g, noise="seeded", seed=seed, allow_side_effects=allow) as runner:
+        with ReferenceRunner(g, noise="seeded", seed=seed, allow_side_effects=allow,
+                             input_shapes=feed_shapes(g, fed)) as runner:
             return runner.run(fed)
 
     def fail(error: str, message: str) -> None:
@@ -694,17 +724,12 @@ def _verify(original: Graph, graph: Graph, tgt: Target | None, artefact: Any, re
     except Exception as exc:
         return fail(f"reference run failed: {exc}", "cannot verify: the input graph does not "
                     f"run on CPU: {str(exc).splitlines()[0] if str(exc) else exc!r}")
-    try:
-        results = {"graphdef": outputs("graphdef", graph, feeds)}
-    except Exception as exc:  # a rewrite TensorFlow refuses is a failed verification
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return fail(f"the result graph does not run: {first}",
-                    f"verification FAILED: the result graph does not run: {first}")
+    targets: dict[str, Any] = {}
     if tgt is not None and artefact is not None:
         runner = tgt.runner(artefact)
         if runner is not None:
             with runner:
-                results[tgt.name] = runner.run(feeds)
+                targets[tgt.name] = runner.run(feeds)
     given = tolerance is not None
     tolerance = _metrics.DEFAULT_TOLERANCE if tolerance is None else tolerance
     why = (f"--tolerance {tolerance:g} (given)" if given else
@@ -716,13 +741,30 @@ def _verify(original: Graph, graph: Graph, tgt: Target | None, artefact: Any, re
         why = ("the input graph computes in float16: at least 16 float16 epsilons of the "
                "output range" + (f" (--tolerance {asked:g} given)" if given else ""))
         log.info("the input graph computes in float16: verification tolerance %.3g", tolerance)
-    criteria = {label: _metrics.max_abs_criterion(tolerance, why) for label in results}
+    criteria = {label: _metrics.max_abs_criterion(tolerance, why)
+                for label in ("graphdef", *targets)}
     quantized = (None if given or artefact is None or tgt is None else
                  _metrics.quantized_criterion(tgt.name, artefact.details.get("quantize")))
     if quantized is not None and tgt is not None:  # a quantized model is held to its mode
         criteria[tgt.name] = quantized
         log.info("verify %s: %s (%s)", tgt.name, quantized.describe(), quantized.reason)
-    compare_outputs(graph.outputs, reference, results, tolerance, report, criteria)
+    checked = compare_outputs(graph.outputs, reference, targets, tolerance, {}, criteria)
+    results: dict[str, Any] = {}
+    exact = artefact is not None and artefact.details.get("quantize") in (None, "fp32")
+    if targets and exact and checked["ok"]:
+        report["graphdef"] = GRAPHDEF_NOT_RUN.format(target=next(iter(targets)))
+        log.info("verify graphdef: %s", report["graphdef"])
+    else:
+        try:
+            results["graphdef"] = outputs("graphdef", graph, feeds)
+        except Exception as exc:  # a rewrite TensorFlow refuses is a failed verification
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return fail(f"the result graph does not run: {first}",
+                        f"verification FAILED: the result graph does not run: {first}")
+        compare_outputs(graph.outputs, reference, results, tolerance, report, criteria)
+    report.update({k: v for k, v in checked.items() if k != "ok"})
+    report["ok"] = report["ok"] and checked["ok"]
+    results.update(targets)
     result.verification = report
     result.values = {"reference": reference, **results}  # for the report's images
     if not report["ok"]:

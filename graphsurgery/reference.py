@@ -281,7 +281,8 @@ class Reference:
 
 
 def make_reference(graph: Graph, *, noise: str = "input", seed: int = 0,
-                   allow_side_effects: bool = False) -> Reference:
+                   allow_side_effects: bool = False,
+                   input_shapes: Mapping[str, Sequence[int]] | None = None) -> Reference:
     """A CPU-runnable copy of ``graph`` (never modified) computing exactly what it defines.
 
     See the module documentation for what is rewritten and how noise inputs are named.
@@ -289,6 +290,15 @@ def make_reference(graph: Graph, *, noise: str = "input", seed: int = 0,
     drawn from :func:`seeded_noise` with ``seed``). A graph holding ops that act on the
     host (:func:`graphsurgery.ir.opdefs.side_effects`; random ops are not among them) is
     refused with InputError naming the node, unless ``allow_side_effects``.
+
+    ``input_shapes`` maps declared inputs (``"latents_in"``) to the full shapes the caller
+    will feed; the copy then only takes feeds of those shapes, and every shape the
+    rewrites read is known. A transposed convolution whose groups follow the batch
+    (StyleGAN2's fused modulated convolution, ``groups = batch``) is then proven
+    ungrouped and runs as TensorFlow's own ``Conv2DBackpropInput`` kernel instead of the
+    grouped lowering, a convolution of the zero-upsampled input with four times its
+    multiply-adds (see :mod:`graphsurgery.nchw`): the same maths, faster. A name that is
+    not a declared input, or a shape that contradicts the declared one, is an InputError.
     """
     if noise not in NOISE_MODES:
         raise UsageError(f"noise must be one of {NOISE_MODES}, not {noise!r}")
@@ -296,6 +306,8 @@ def make_reference(graph: Graph, *, noise: str = "input", seed: int = 0,
         refuse_side_effects(graph)
     g = graph.copy()
     rw = Rewriter(g, PASS_ID)
+    if input_shapes:
+        _pin_input_shapes(rw, input_shapes)
     changes: dict[str, str] = {}
     dead: list[str] = []
     _strip_training_leftovers(rw, changes, dead)
@@ -328,6 +340,25 @@ def as_written_config() -> Any:
 
 
 # ============================================================================ rewrites
+def _pin_input_shapes(rw: Rewriter, shapes: Mapping[str, Sequence[int]]) -> None:
+    """Give the declared input placeholders of ``rw.graph`` the full shapes ``shapes``."""
+    from .ir.attrs import Shape
+
+    g = rw.graph
+    declared = {ref.node: ref for ref in g.inputs}
+    for key, dims in shapes.items():
+        ref = _ref(key)
+        if ref.node not in declared or g.node(ref.node).op != "Placeholder":
+            raise InputError(f"input_shapes names {key!r}, not a declared input placeholder")
+        full = tuple(int(d) for d in dims)
+        known = g.static_shape(ref)
+        if any(d < 0 for d in full) or (known is not None and (len(known) != len(full) or any(
+                k >= 0 and k != d for k, d in zip(known, full)))):
+            raise InputError(f"{ref.node}: shape {list(full)} does not fit the declared "
+                             f"shape {None if known is None else list(known)}")
+        rw.set_attr(ref.node, "shape", Shape(full))
+
+
 def _reads_shapes(g: Graph) -> bool:
     """Whether a rewrite below reads inferred shapes: there is a custom op with reference
     maths, a random op or an NCHW op. A graph with none (an optimised graph) runs as it

@@ -64,6 +64,7 @@ __all__ = [
     "TensorSpec",
     "canonical_name",
     "compare_runners",
+    "feed_shapes",
     "graph_tensor_spec",
     "refuse_side_effects",
     "run_tflite",
@@ -78,13 +79,18 @@ class ReferenceRunner(Runner):
     ``noise="input"``; with ``noise="seeded"`` noise inputs are optional (drawn from
     ``seed`` when not fed). ``reference`` is the underlying
     :class:`~graphsurgery.reference.Reference` (for intermediate fetches, ``make_noise``).
-    A graph acting on the host is refused unless ``allow_side_effects``.
+    A graph acting on the host is refused unless ``allow_side_effects``. ``input_shapes``
+    (declared input -> full shape) fixes the shapes it will be fed, which lets the
+    reference run faster kernels (see :func:`~graphsurgery.reference.make_reference`);
+    :func:`feed_shapes` gives them for a feed dictionary.
     """
 
     def __init__(self, graph: Graph, *, noise: str = "seeded", seed: int = 0,
-                 allow_side_effects: bool = False) -> None:
+                 allow_side_effects: bool = False,
+                 input_shapes: Mapping[str, Sequence[int]] | None = None) -> None:
         self.reference = make_reference(graph, noise=noise, seed=seed,
-                                        allow_side_effects=allow_side_effects)
+                                        allow_side_effects=allow_side_effects,
+                                        input_shapes=input_shapes)
         g = self.reference.graph
         self._noise_specs = [
             TensorSpec(n.name, _shape_tuple(n.shape), n.dtype.numpy) for n in self.reference.noise
@@ -112,6 +118,19 @@ class ReferenceRunner(Runner):
 
     def close(self) -> None:
         self.reference.close()
+
+
+def feed_shapes(graph: Graph, feeds: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The shapes of the feeds that name a declared input placeholder of ``graph``
+    (``input_shapes`` for a :class:`ReferenceRunner` that runs only those feeds)."""
+    declared = {ref.node for ref in graph.inputs}
+    found = {}
+    for key, value in feeds.items():
+        ref = TensorRef.parse(canonical_name(key))
+        if (ref.node in declared and ref.port == 0
+                and graph.node(ref.node).op == "Placeholder"):
+            found[ref.node] = tuple(np.shape(value))
+    return found
 
 
 # ============================================================================ LiteRT
@@ -319,3 +338,4 @@ class BackgroundRun:
             raise self._error
         assert self._outputs is not None
         return self._outputs
+

@@ -460,3 +460,21 @@ def test_shapes_are_inferred_only_when_a_rewrite_reads_them(monkeypatch) -> None
     g = _graph("sg2-tiny")  # custom ops and random ops need them too
     calls.clear()
     assert make_reference(g).noise and len(calls) == 1
+
+
+def test_pinned_input_shapes_run_the_transposed_conv_natively() -> None:
+    """With the fed shapes known, StyleGAN2's fused up-conv (groups = batch) is proven
+    ungrouped: TensorFlow's own Conv2DBackpropInput, not the 4x-work lowering; same outputs."""
+    g, feeds = _graph("sg2-tiny"), _feeds("sg2-tiny", batch=1)
+    loose = make_reference(g, noise="seeded")
+    pinned = make_reference(g, noise="seeded", input_shapes={k: v.shape for k, v in feeds.items()})
+    lowered = [n for n, why in loose.changes.items() if "lowered" in why]
+    assert lowered and not any("lowered" in why for why in pinned.changes.values())
+    assert all(pinned.graph.node(f"{n}/nhwc").op == "Conv2DBackpropInput" for n in lowered)
+    assert "latents_in" in g and g.static_shape("latents_in")[0] < 0  # the input is untouched
+    (want,), (got,) = loose.run(feeds), pinned.run(feeds)
+    assert np.abs(got - want).max() < TOL * np.abs(want).max()
+    with pytest.raises(InputError, match="not a declared input"):
+        make_reference(g, input_shapes={"G_synthesis/dlatents_in": (1, 8, 16)})
+    with pytest.raises(InputError, match="latents_in: shape \\[1, 7\\] does not fit"):
+        make_reference(g, input_shapes={"latents_in:0": (1, 7)})

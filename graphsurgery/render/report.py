@@ -1004,6 +1004,8 @@ def _fidelity_section(summary: Mapping[str, Any]) -> str:
                      "<th class=\"num\">mean abs</th><th class=\"num\">max abs / range</th>"
                      "<th class=\"num\">PSNR</th><th class=\"num\">SSIM</th></tr>"
                      + "".join(rows) + "</table>")
+    if isinstance(ver.get("graphdef"), str):  # the GraphDef's own run was not needed
+        parts.append(f"<p class=\"muted\">graphdef: {_e(ver['graphdef'])}</p>")
     parts.append(f"<p class=\"muted\">tolerance {ver.get('tolerance')} of the output range; "
                  f"seed {ver.get('seed')}; verification "
                  f"{'passed' if ver.get('ok') else 'FAILED'}.</p>")

@@ -24,6 +24,7 @@ def test_cli_run_splits_the_run_by_step(tmp_path):
     assert rep["rc"] == 0, rep
     steps = rep["steps"]
     assert {"load", "passes", "convert", "audit", "verify", "report"} <= set(steps)
-    assert set(steps["background"]) == {"reference_run", "graphdef_run"}
+    assert set(steps["background"]) == {"reference_run"}  # the .tflite checks the GraphDef
     assert sum(v for k, v in steps.items() if k != "background") <= rep["wall_s"]
     assert "in the background: reference run" in rep["steps_line"]
+    assert 0 < rep["main_thread_cpu_s"] <= rep["cpu_s"]  # CPU seconds: main thread, all

@@ -47,8 +47,9 @@ def test_a_wrong_rewrite_is_caught_from_the_background_runs(tmp_path, wrong_cons
     assert result.status == 3 and not result.verification["ok"]
     for label in ("graphdef", "tflite"):  # both results are x * (c + 1), not x * c
         assert result.verification[f"{label}:y:0"]["max_abs"] > 0.5
-    assert used == ["graphsurgery-reference", "graphsurgery-graphdef"]
-    assert {"reference_run", "graphdef_run", "export", "verify"} <= set(result.timings)
+    # the .tflite failed: the GraphDef then runs too (on the main thread), to say where
+    assert used == ["graphsurgery-reference"]
+    assert {"reference_run", "export", "verify"} <= set(result.timings)
     (x,) = driver.random_feeds(gs.load(model), seed=0).values()
     y = result.values["reference"][result.outputs.index("y:0")]
     np.testing.assert_allclose(y, x * np.arange(4), rtol=1e-6)  # the input graph's maths
@@ -59,6 +60,22 @@ def test_a_right_rewrite_passes_from_the_background_runs(tmp_path, used):
     result = gs.convert(str(model), "core::remove_identity,core::dce", target="tflite",
                         outdir=tmp_path / "o", verify=True)
     assert result.status == 0 and result.verification["ok"], result.verification
+    assert used == ["graphsurgery-reference"]  # the .tflite's comparison checks the GraphDef
+    assert result.verification["graphdef"].startswith("not run: the tflite model")
+    assert "graphdef:y:0" not in result.verification and "graphdef_run" not in result.timings
+
+
+@pytest.mark.parametrize("target", ["none", "tflite:fp16"])
+def test_without_an_exact_artefact_the_graphdef_runs_in_the_background(tmp_path, used, target,
+                                                                        wrong_constant):
+    """No target, or a quantized one (held to a looser criterion): the GraphDef's own run
+    is the exact check, started in the background, and it catches a wrong rewrite."""
+    model = gs.save(chain(), tmp_path / "model.pb")
+    name, _, quantize = target.partition(":")
+    result = gs.convert(str(model), f"core::remove_identity,{wrong_constant},core::dce",
+                        target=name, quantize=quantize or None, outdir=tmp_path / "o",
+                        verify=True)
+    assert result.status == 3 and not result.verification["graphdef:y:0"]["ok"]
     assert used == ["graphsurgery-reference", "graphsurgery-graphdef"]
 
 

@@ -138,3 +138,41 @@ def test_one_pack_gives_the_same_deduplicated_flatbuffer(monkeypatch):
     shapes = {tuple(t.ShapeAsNumpy()) for t in const}
     assert {(16,), (1, 1, 1, 16)} <= shapes
     assert len({t.Buffer() for t in const}) == len(const) - 1  # bias and multiplier share
+
+
+def _same_sizes(t, x):
+    """Three 16-float constants, two of them equal, and a 3x3 filter of a size of its own:
+    only the two buffers that may be equal (same size, same sampled bytes) are digested,
+    and the choice is the converter's."""
+    b, c = weights(16, seed=1), weights(16, seed=2)
+    y = t.nn.conv2d(x, t.constant(weights(3, 3, 16, 16)), 1, "SAME", name="c1") + t.constant(b)
+    y = t.nn.relu(y) * t.constant(c.reshape(1, 1, 1, 16)) + t.constant(b.reshape(1, 1, 1, 16))
+    return t.identity(y, name="out")
+
+
+def test_deduplication_digests_only_buffers_that_may_be_equal():
+    import hashlib
+
+    from graphsurgery.export._schema import _schema
+
+    graph = build(_same_sizes)
+    want = _convert(graph, lambda t, s, i, o: t.compat.v1.lite.TFLiteConverter.from_session(
+        s, i, o))
+    real, digested = hashlib.md5, []
+
+    def md5(data, *a, **kw):
+        digested.append(len(memoryview(data).cast("B")))
+        return real(data, *a, **kw)
+
+    hashlib.md5 = md5
+    try:
+        got = _convert(graph, converter_from_session)
+    finally:
+        hashlib.md5 = real
+    assert got == want
+    assert digested == [64, 64]  # the two equal vectors: not the third, not the filter
+    model = _schema().Model.GetRootAs(got, 0)
+    sg = model.Subgraphs(0)
+    const = [sg.Tensors(i) for i in range(sg.TensorsLength())
+             if model.Buffers(sg.Tensors(i).Buffer()).DataLength() == 64]
+    assert len(const) == 3 and len({t.Buffer() for t in const}) == 2

@@ -116,3 +116,89 @@ def test_int4_frontier_point_packs_two_weights_a_byte(models):
     (ref,) = run_tflite(fp32.path, [x, z])
     (got,) = run_tflite(model, [x, z])
     assert compare(ref, got).psnr > 20  # runs, and int4 is coarser than the recipe
+
+
+def test_int4_blocks_runs_denses_and_im2col_convs_in_xnnpack(models):
+    """Block-wise int4: the style denses (64 inputs, 2 blocks of 32 per output) and the second
+    3x3 convolution (32 input channels) become FULLY_CONNECTED with INT4 filters and fp16
+    block scales; the convolution as PAD, 9 SLICEs, 4 CONCATENATIONs and a dense."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    fp32, mobile = models
+    model, report = quantize_mobile(fp32.path.read_bytes(), int4_blocks=("denses", "convs"))
+    assert (report.int8, report.int4_blocks, report.convs_as_fc, report.fp16) == (1, 3, 1, 2)
+    assert report.to_json()["int4_blocks"] == 3
+    before, after = audit_tflite(mobile.path), audit_tflite(model)
+    assert after.clean, after.violations
+    assert (before.ops["CONV_2D"], after.ops["CONV_2D"]) == (3, 2)
+    assert (before.ops["FULLY_CONNECTED"], after.ops["FULLY_CONNECTED"]) == (4, 5)
+    assert (after.ops["PAD"], after.ops["SLICE"], after.ops["CONCATENATION"]) == (1, 9, 4)
+    # 12,288 filter values: 6,912 bytes less, less the new ops' and tensors' metadata
+    assert len(model) < mobile.size - 800, (len(model), mobile.size)
+
+    it = Interpreter(model_content=model, num_threads=2)
+    it.allocate_tensors()
+    tensors = {d["index"]: d for d in it.get_tensor_details()}
+    filters = [tensors[op["inputs"][1]] for op in it._get_ops_details()  # noqa: SLF001
+               if op["op_name"] == "FULLY_CONNECTED"]
+    # LiteRT lists INT4 filters as int8, with their block scales (one per 32 values)
+    blocks = sorted((tuple(t["shape"]), t["quantization_parameters"]["scales"].size)
+                    for t in filters if np.dtype(t["dtype"]) == np.int8)
+    assert blocks == [((16, 64), 32), ((16, 288), 144), ((32, 64), 64)]
+    # XNNPACK takes every op: one delegate node runs the whole graph
+    assert [op["op_name"] for op in it._get_ops_details()].count("DELEGATE") == 1  # noqa: SLF001
+
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        feeds = [rng.standard_normal((1, 16, 16, 16)).astype(np.float32),
+                 rng.standard_normal((1, 64)).astype(np.float32)]
+        (ref,) = run_tflite(fp32.path, feeds)
+        (got,) = run_tflite(model, feeds)
+        assert compare(ref, got).psnr > 20  # 4-bit: coarser than int8, far from noise
+
+
+def test_int4_blocks_rejects_unknown_groups(models):
+    with pytest.raises(gs.UsageError, match="int4_blocks"):
+        quantize_mobile(models[0].path.read_bytes(), int4_blocks=("mapping",))
+
+
+def test_int4_blocks_calibrated_rounding_beats_nearest(models):
+    """GPTQ against 16 seeded runs of the fp32 model: closer to it on other inputs than
+    rounding every 4-bit weight to its nearest level (about 2 dB here)."""
+    fp32 = models[0].path.read_bytes()
+    groups = ("denses", "convs")
+    nearest, _ = quantize_mobile(fp32, int4_blocks=groups)
+    gptq, report = quantize_mobile(fp32, int4_blocks=groups, calibration=16)
+    assert report.int4_blocks == 3 and len(gptq) == len(nearest)
+    rng = np.random.default_rng(7)  # not the calibration seeds (10,000 on)
+    gain = []
+    for _ in range(4):
+        feeds = [rng.standard_normal((1, 16, 16, 16)).astype(np.float32),
+                 rng.standard_normal((1, 64)).astype(np.float32)]
+        (ref,) = run_tflite(fp32, feeds)
+        gain.append(compare(ref, run_tflite(gptq, feeds)[0]).psnr
+                    - compare(ref, run_tflite(nearest, feeds)[0]).psnr)
+    assert min(gain) > 0.5 and np.mean(gain) > 1.0, gain
+
+
+def test_mobile_int4_mode_in_the_summary_and_verified(generator, tmp_path):
+    """``--quantize mobile-int4``: the 32-channel 3x3 convolution (16x16 outputs) goes to
+    block-wise int4 by GPTQ, every other filter (the mapping too) to int8; --verify holds
+    it to the mode's image-quality floors."""
+    result = gs.convert(generator, "generic", target="tflite", outdir=tmp_path / "o",
+                        quantize="mobile-int4", verify=True)
+    export = result.to_json()["export"]
+    assert export["quantize"] == "mobile-int4"
+    w = export["weights"]
+    assert (w["int8"], w["fp16"], w["int4_blocks"], w["convs_as_fc"]) == (5, 0, 1, 1)
+    check = result.verification["tflite:out:0"]
+    assert result.verification["ok"] and check["criterion"]["quantize"] == "mobile-int4"
+    assert check["psnr"] > 30 and check["ssim"] > 0.95, check
+
+
+def test_int4_blocks_keep_the_bottleneck_denses_at_8_bits(models):
+    """``denses`` never takes the mapping (the denses every output depends on): fp16 by
+    default, int8 with bottleneck_fp16=False, as the mapping in 4 bits costs the most."""
+    fp32 = models[0].path.read_bytes()
+    _, report = quantize_mobile(fp32, int4_blocks=("denses",), bottleneck_fp16=False)
+    assert (report.int4_blocks, report.int8, report.fp16, report.convs_as_fc) == (2, 4, 0, 0)
