@@ -409,6 +409,10 @@ def convert(
         pipe.name = pipeline.name
     else:
         pipe = Pipeline.from_spec(pipeline)
+    if tgt is not None:  # what the export calls for (--quantize mobile: size first)
+        for pass_id, opts in tgt.pass_options(export_options).items():
+            if pass_id in pipe.pass_ids():
+                pipe.set_options(pass_id, **opts)
     pipe.apply_overrides(overrides)
     pipe.warm_up()  # the shape library loads while the model is read
     if load_cb is None and not isinstance(model, Graph):

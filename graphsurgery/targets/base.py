@@ -26,6 +26,7 @@ describe a problem the same way (:meth:`Target.rule`). Register the target with
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -202,6 +203,12 @@ class Target:
 
         text = self.passes()
         return Pipeline([*pipeline.items, *Pipeline.parse(text).items]) if text else pipeline
+
+    def pass_options(self, options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Pass options that the export ``options`` call for (``{pass_id: {option: value}}``),
+        set before the user's ``--set`` overrides, which win; passes not in the pipeline are
+        skipped. None by default."""
+        return {}
 
     def export(self, graph: Graph, outdir: str | os.PathLike, **options: Any) -> Artefact:
         """Convert ``graph`` into ``outdir / self.filename``; raise VerificationError (one

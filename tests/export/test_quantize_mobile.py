@@ -202,3 +202,24 @@ def test_int4_blocks_keep_the_bottleneck_denses_at_8_bits(models):
     fp32 = models[0].path.read_bytes()
     _, report = quantize_mobile(fp32, int4_blocks=("denses",), bottleneck_fp16=False)
     assert (report.int4_blocks, report.int8, report.fp16, report.convs_as_fc) == (2, 4, 0, 0)
+
+
+def test_mobile_modes_build_for_size_and_the_user_set_wins(tmp_path):
+    """``--quantize mobile`` turns off the rewrites that store more weights for speed
+    (:data:`graphsurgery.targets.tflite.SIZE_FIRST`); ``--set`` still wins."""
+    from graphsurgery import zoo
+
+    graph = zoo.load("sg1-tiny")
+
+    def changed(**kw):
+        res = gs.convert(graph, "stylegan-to-tflite", target="tflite",
+                         outdir=tmp_path / str(len(list(tmp_path.iterdir()))), **kw)
+        return res, {r.pass_id for r in res.records if r.changed}
+
+    _, fast_changed = changed()
+    small, small_changed = changed(quantize="mobile")
+    assert "core::upsample_conv_phases" in fast_changed
+    assert "core::upsample_conv_phases" not in small_changed
+    assert "core::upsample_conv_phases(max_factor=1)" in small.pipeline
+    _, forced = changed(quantize="mobile", overrides=["core::upsample_conv_phases.max_factor=2"])
+    assert "core::upsample_conv_phases" in forced
