@@ -10,6 +10,7 @@ import numpy as np
 from graphsurgery.ir.dtypes import DType
 from graphsurgery.ir.graph import Graph, Node
 from graphsurgery.ir.names import TensorRef
+from graphsurgery.patterns.channel_bias import ChannelBias, channel_bias
 from graphsurgery.registry import Option, Pass, register_pass
 from graphsurgery.rewriter import Rewriter
 
@@ -21,8 +22,6 @@ BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.fl
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 #: Output transform ``A^T`` (2 x 4).
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
-
-_ADDS = ("Add", "AddV2", "BiasAdd")
 
 
 def winograd_filters(w: np.ndarray) -> np.ndarray:
@@ -89,7 +88,7 @@ class WinogradConv3x3(Pass):
             if why is not None:
                 log.debug("core::winograd_conv3x3: %s: %s", node.name, why)
                 continue
-            plans.append((node, self._bias(graph, node)))
+            plans.append((node, channel_bias(graph, node.output(), np.float32)))
         for node, bias in plans:
             self._rewrite(graph, rw, node, bias)
 
@@ -124,33 +123,8 @@ class WinogradConv3x3(Pass):
                 f"max_pixels_per_channel={self.max_pixels_per_channel}"
         return None
 
-    @staticmethod
-    def _bias(graph: Graph, node: Node) -> tuple[Node, TensorRef, np.ndarray] | None:
-        """The per-channel constant add that alone reads ``node``'s output, if any."""
-        out = node.output()
-        readers = graph.consumers(out)
-        if len(readers) != 1 or out in graph.outputs:
-            return None
-        add = readers[0][0]
-        if add.op not in _ADDS or len(add.data_inputs) != 2:
-            return None
-        if add.attr("data_format", "NHWC") != "NHWC":
-            return None
-        x, b = add.data_inputs
-        if add.op != "BiasAdd" and x != out:
-            x, b = b, x
-        if x != out or b == out or not graph.is_const(b):
-            return None
-        co = graph.const_shape(node.data_inputs[1].node)[3]
-        bias = np.asarray(graph.const_value(b))
-        if bias.ndim > 4 or bias.size != co or bias.shape[-1] != co or bias.dtype != np.float32:
-            return None
-        if graph.shape(add.output()) != graph.shape(out):
-            return None
-        return add, b, bias.reshape(-1)
-
     def _rewrite(self, graph: Graph, rw: Rewriter, node: Node,
-                 bias: tuple[Node, TensorRef, np.ndarray] | None) -> None:
+                 bias: ChannelBias | None) -> None:
         x, filt_ref = node.data_inputs
         w = np.asarray(graph.const_value(filt_ref))
         _, height, width, _ = graph.shape(x)
@@ -191,7 +165,7 @@ class WinogradConv3x3(Pass):
                                   "data_format": "NHWC", "dilations": [1, 1, 1, 1]},
                                  name=f"{scope}/wino/m{a}{b}").output()
                 if bias is not None and (a, b) == (1, 1):
-                    bk = rw.const(np.ascontiguousarray(bias[2]), name=f"{scope}/wino/bias")
+                    bk = rw.const(np.ascontiguousarray(bias.value), name=f"{scope}/wino/bias")
                     mm = rw.add_node("BiasAdd", [mm, bk], {"T": f32, "data_format": "NHWC"},
                                      name=f"{scope}/wino/m11_bias").output()
                 m.append(mm)

@@ -9,6 +9,7 @@ import numpy as np
 
 from graphsurgery.ir.dtypes import DType
 from graphsurgery.ir.graph import Graph, Node
+from graphsurgery.patterns.channel_bias import channel_bias
 from graphsurgery.registry import Option, Pass, register_pass
 from graphsurgery.rewriter import Rewriter
 
@@ -120,30 +121,6 @@ def _crop(rw: Rewriter, x: object, begin: tuple[int, int], size: tuple[int, ...]
     n = rw.const(np.array(size, np.int32), name=f"{scope}/crop_size")
     return rw.add_node("Slice", [x, b, n], {"T": dtype, "Index": DType.int32},
                        name=f"{scope}/crop").output()
-
-
-def _bias_reader(graph: Graph, node: Node) -> tuple[Node, np.ndarray, str] | None:
-    """``(add, bias, bias node)`` for a constant per-channel add that alone reads
-    ``node``'s output and keeps its shape, else None."""
-    out = node.output()
-    readers = graph.consumers(out)
-    if len(readers) != 1 or out in graph.outputs:
-        return None
-    add = readers[0][0]
-    if add.op not in ("Add", "AddV2", "BiasAdd") or len(add.data_inputs) != 2 \
-            or add.attr("data_format", "NHWC") != "NHWC":
-        return None
-    x, b = add.data_inputs
-    if add.op != "BiasAdd" and x != out:
-        x, b = b, x
-    if x != out or b == out or not graph.is_const(b):
-        return None
-    co = graph.shape(out)[3]
-    bias = np.asarray(graph.const_value(b))
-    if bias.ndim > 4 or bias.size != co or bias.shape[-1] != co \
-            or graph.shape(add.output()) != graph.shape(out):
-        return None
-    return add, bias.reshape(-1), b.node
 
 
 def _zero_tail(size_in: int, size_out: int, kernel: int, stride: int, padding: str) -> bool:
@@ -432,7 +409,7 @@ class PolyphaseTransposeConv(Pass):
                 "DepthwiseConv2dNative",
                 [xp, rw.const(np.ascontiguousarray(k), name=f"{scope}/rows{a}/filter")],
                 {**dw, "strides": [1, 1, 1, 1]}, name=f"{scope}/rows{a}").output())
-        bias = _bias_reader(graph, node)
+        bias = channel_bias(graph, node.output())
         m = {}
         for b in range(3):  # (B^T d) B: a 1x3 depthwise convolution of stride 2 per column
             k = np.broadcast_to(_BT2[b].astype(w.dtype)[None, :, None, None], (1, 3, ci, 1))
@@ -446,7 +423,7 @@ class PolyphaseTransposeConv(Pass):
                                   "data_format": "NHWC", "dilations": [1, 1, 1, 1]},
                                  name=f"{scope}/m{a}{b}").output()
                 if bias is not None and (a, b) == (1, 1):
-                    bk = rw.const(np.tile(bias[1], 4), name=f"{scope}/bias")
+                    bk = rw.const(np.tile(bias.value, 4), name=f"{scope}/bias")
                     mm = rw.add_node("BiasAdd", [mm, bk], {"T": f32, "data_format": "NHWC"},
                                      name=f"{scope}/m11_bias").output()
                 m[a, b] = mm
@@ -470,12 +447,12 @@ class PolyphaseTransposeConv(Pass):
                               name=f"{scope}/interleave_{level}").output()
         out = _crop(rw, out, (fr.crop, fc.crop), (*out_shape[:3], co), f32, scope)
         if bias is not None:
-            rw.replace_uses(bias[0].output(), out)
-            rw.erase(bias[0])
+            rw.replace_uses(bias.add.output(), out)
+            rw.erase(bias.add)
         else:
             rw.replace_uses(node.output(), out)
         rw.erase(node)
-        return [sizes_ref.node, filt_ref.node] + ([] if bias is None else [bias[2]])
+        return [sizes_ref.node, filt_ref.node] + ([] if bias is None else [bias.ref.node])
 
     @staticmethod
     def _pad(rw: Rewriter, x: object, r: _Phase, c: _Phase, dtype: object, scope: str) -> object:
