@@ -11,6 +11,7 @@ import numpy as np
 from graphsurgery.ir.dtypes import DType
 from graphsurgery.ir.graph import Graph, Node
 from graphsurgery.ir.names import TensorRef
+from graphsurgery.patterns.phases import interleave_phases
 from graphsurgery.registry import Option, Pass, register_pass
 from graphsurgery.rewriter import Rewriter
 
@@ -252,14 +253,8 @@ class UpsampleConvPhases(Pass):
                     name=f"{scope}/phase{i}{j}",
                 )
                 outs.append(conv.output())
-        axis = rw.const(np.int32(3), name=f"{scope}/concat_axis")
-        cat = rw.add_node("ConcatV2", [*outs, axis],
-                          {"T": dtype, "N": len(outs), "Tidx": DType.int32},
-                          name=f"{scope}/phases")
-        out = rw.add_node("DepthToSpace", [cat], {"T": dtype, "block_size": factor,
-                                                  "data_format": "NHWC"},
-                          name=f"{scope}/interleave")
-        rw.replace_uses(node.output(), out.output())
+        out = interleave_phases(rw, outs, factor, dtype, scope)
+        rw.replace_uses(node.output(), out)
         rw.erase(node)
         return [up_ref.node, filt_ref.node]
 

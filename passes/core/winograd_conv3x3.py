@@ -11,6 +11,7 @@ from graphsurgery.ir.dtypes import DType
 from graphsurgery.ir.graph import Graph, Node
 from graphsurgery.ir.names import TensorRef
 from graphsurgery.patterns.channel_bias import ChannelBias, channel_bias
+from graphsurgery.patterns.phases import interleave_phases
 from graphsurgery.registry import Option, Pass, register_pass
 from graphsurgery.rewriter import Rewriter
 
@@ -185,12 +186,7 @@ class WinogradConv3x3(Pass):
               for b in range(4)] for r in range(2)]
         ys = [combine(at_terms(c, s[r]), f"{scope}/wino/y{r}{c}")
               for r in range(2) for c in range(2)]
-        axis = rw.const(np.int32(3), name=f"{scope}/wino/concat_axis")
-        cat = rw.add_node("ConcatV2", [*ys, axis], {"T": f32, "N": 4, "Tidx": DType.int32},
-                          name=f"{scope}/wino/phases")
-        out = rw.add_node("DepthToSpace", [cat.output()],
-                          {"T": f32, "block_size": 2, "data_format": "NHWC"},
-                          name=f"{scope}/wino/interleave").output()
+        out = interleave_phases(rw, ys, 2, f32, f"{scope}/wino")
         if oh or ow:
             begin = rw.const(np.zeros(4, np.int32), name=f"{scope}/wino/crop_begin")
             end = rw.const(np.array([0, height, width, 0], np.int32),

@@ -10,6 +10,7 @@ import numpy as np
 from graphsurgery.ir.dtypes import DType
 from graphsurgery.ir.graph import Graph, Node
 from graphsurgery.patterns.channel_bias import channel_bias
+from graphsurgery.patterns.phases import interleave_phases
 from graphsurgery.registry import Option, Pass, register_pass
 from graphsurgery.rewriter import Rewriter
 
@@ -325,13 +326,7 @@ class PolyphaseTransposeConv(Pass):
                     name=f"{scope}/phase{i}{j}",
                 )
                 phases.append(conv.output())
-        axis = rw.const(np.int32(3), name=f"{scope}/concat_axis")
-        cat = rw.add_node("ConcatV2", [*phases, axis],
-                          {"T": dtype, "N": len(phases), "Tidx": DType.int32},
-                          name=f"{scope}/phases")
-        out = rw.add_node("DepthToSpace", [cat], {"T": dtype, "block_size": stride,
-                                                  "data_format": "NHWC"},
-                          name=f"{scope}/interleave").output()
+        out = interleave_phases(rw, phases, stride, dtype, scope)
         out_hw = out_shape[1:3]
         full = (stride * -(-out_hw[0] // stride), stride * -(-out_hw[1] // stride))
         if pad is not None:
